@@ -1,0 +1,164 @@
+"""Execution context: who is running, in which run, on which attempt.
+
+The node shell sets the current `ExecutionContext` in a context variable for the
+duration of a call, so `current_context()` works anywhere inside a node's
+implementation (also in threads and child tasks started from it, which inherit
+context variables).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "ExecutionContext",
+    "create_execution_context",
+    "current_context",
+    "generate_graph_execution_id",
+    "generate_trace_id",
+    "use_context",
+]
+
+
+def generate_trace_id() -> str:
+    """A new trace id: 32 lowercase hex digits (W3C / OpenTelemetry shaped)."""
+    return uuid.uuid4().hex
+
+
+def generate_graph_execution_id() -> str:
+    """A new graph execution id (a UUID4 string)."""
+    return str(uuid.uuid4())
+
+
+def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value or {}))
+
+
+@attrs.frozen(kw_only=True)
+class ExecutionContext:
+    """What a running node knows about its execution.
+
+    Attributes:
+        trace_id: Correlates every log line of one run (across nodes).
+        graph_execution_id: Identifies one graph execution.
+        node_name: The node being run.
+        attempt: The current attempt, from 1.
+        started_at: When the node call started (UTC).
+        run_id: LangGraph's run id, when the RunnableConfig carried one.
+        thread_id: LangGraph's thread id, when the RunnableConfig carried one.
+        metadata: Free metadata (read-only), for example from the RunnableConfig.
+    """
+
+    trace_id: str = attrs.field(factory=generate_trace_id)
+    graph_execution_id: str = attrs.field(factory=generate_graph_execution_id)
+    node_name: str = "<unnamed>"
+    attempt: int = 1
+    started_at: datetime = attrs.field(factory=lambda: datetime.now(UTC))
+    run_id: str | None = None
+    thread_id: str | None = None
+    metadata: Mapping[str, Any] = attrs.field(
+        factory=dict, converter=_frozen_mapping, eq=False, hash=False
+    )
+
+    def with_attempt(self, attempt: int, /) -> ExecutionContext:
+        """A copy for another attempt."""
+        return attrs.evolve(self, attempt=attempt)
+
+    def log_fields(self) -> dict[str, Any]:
+        """The fields every log event of this context carries."""
+        return {
+            "node": self.node_name,
+            "trace_id": self.trace_id,
+            "graph_execution_id": self.graph_execution_id,
+            "attempt": self.attempt,
+        }
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # MappingProxyType does not pickle; rebuild from a plain dict.
+        fields = {f.name: getattr(self, f.name) for f in attrs.fields(type(self))}
+        fields["metadata"] = dict(self.metadata)
+        return (_rebuild_context, (fields,))
+
+
+def _rebuild_context(fields: dict[str, Any]) -> ExecutionContext:
+    return ExecutionContext(**fields)
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def create_execution_context(
+    node_name: str,
+    /,
+    *,
+    config: Mapping[str, Any] | None = None,
+    trace_id: str | None = None,
+    graph_execution_id: str | None = None,
+    attempt: int = 1,
+    metadata: Mapping[str, Any] | None = None,
+) -> ExecutionContext:
+    """Build the context for one node call.
+
+    Ids come from, in order: the explicit arguments; the RunnableConfig's
+    ``metadata`` (``trace_id``, ``graph_execution_id``); its ``run_id``; and
+    otherwise new ones. ``thread_id`` is read from ``configurable``.
+
+    Args:
+        node_name: The node's name.
+        config: A LangGraph ``RunnableConfig`` (or any mapping shaped like one).
+        trace_id: Explicit trace id.
+        graph_execution_id: Explicit graph execution id.
+        attempt: The attempt number.
+        metadata: Extra metadata, merged over the config's.
+
+    Returns:
+        The new context.
+    """
+    config = config or {}
+    config_meta = config.get("metadata") or {}
+    configurable = config.get("configurable") or {}
+    run_id = _text(config.get("run_id"))
+    merged: dict[str, Any] = {}
+    if isinstance(config_meta, Mapping):
+        merged.update(config_meta)
+    if metadata:
+        merged.update(metadata)
+    return ExecutionContext(
+        trace_id=trace_id or _text(merged.get("trace_id")) or generate_trace_id(),
+        graph_execution_id=graph_execution_id
+        or _text(merged.get("graph_execution_id"))
+        or run_id
+        or generate_graph_execution_id(),
+        node_name=node_name,
+        attempt=attempt,
+        run_id=run_id,
+        thread_id=_text(configurable.get("thread_id")) if isinstance(configurable, Mapping) else None,
+        metadata=merged,
+    )
+
+
+_current: ContextVar[ExecutionContext | None] = ContextVar("resilient_nodes_context", default=None)
+
+
+def current_context() -> ExecutionContext | None:
+    """The context of the node call running now, or None outside any node."""
+    return _current.get()
+
+
+@contextmanager
+def use_context(context: ExecutionContext, /) -> Iterator[ExecutionContext]:
+    """Make *context* current for the block (restored afterwards)."""
+    token = _current.set(context)
+    try:
+        yield context
+    finally:
+        _current.reset(token)

@@ -1,0 +1,308 @@
+"""The node error taxonomy.
+
+Every error this library raises on purpose derives from one root::
+
+    Exception
+    └── NodeExecutionError                  .code: ErrorCode
+        ├── NodeTimeoutError (TimeoutError)  .timeout
+        ├── NodeCancellationError            .reason
+        ├── NodeCircuitOpenError             .failure_count, .recovery_time
+        ├── NodeRetryExhaustedError          .attempts, .last_error (also __cause__)
+        ├── NodeValidationError (ValueError) .node
+        └── ConfigError (ValueError)         .problems
+
+The message of each error is built from a template per code
+(`MESSAGE_TEMPLATES`), so logs and recorded state read the same everywhere.
+All errors pickle with their attributes: they cross process boundaries in worker
+pools.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+__all__ = [
+    "MESSAGE_TEMPLATES",
+    "ConfigError",
+    "ErrorCode",
+    "NodeCancellationError",
+    "NodeCircuitOpenError",
+    "NodeExecutionError",
+    "NodeRetryExhaustedError",
+    "NodeTimeoutError",
+    "NodeValidationError",
+    "format_message",
+]
+
+
+class ErrorCode(str, enum.Enum):
+    """Machine-readable code carried by every `NodeExecutionError`."""
+
+    NODE_TIMEOUT = "NODE_TIMEOUT"
+    RETRY_EXHAUSTED = "RETRY_EXHAUSTED"
+    VALIDATION_FAILED = "VALIDATION_FAILED"
+    CANCELLED = "CANCELLED"
+    CIRCUIT_OPEN = "CIRCUIT_OPEN"
+    UNKNOWN = "UNKNOWN"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+MESSAGE_TEMPLATES: Final[Mapping[ErrorCode, str]] = {
+    ErrorCode.NODE_TIMEOUT: "node {node} timed out after {timeout}s",
+    ErrorCode.RETRY_EXHAUSTED: "node {node} failed after {attempts} attempts: {last_error}",
+    ErrorCode.VALIDATION_FAILED: "node {node} failed validation: {detail}",
+    ErrorCode.CANCELLED: "node {node} was cancelled: {reason}",
+    ErrorCode.CIRCUIT_OPEN: (
+        "circuit for node {node} is open after {failure_count} failures; "
+        "next probe in {recovery_time}s"
+    ),
+    ErrorCode.UNKNOWN: "node {node} failed: {detail}",
+}
+
+
+class _SafeDict(dict[str, Any]):
+    """Formatting namespace that renders a missing key as a visible placeholder."""
+
+    def __missing__(self, key: str) -> str:
+        return f"<{key}?>"
+
+
+def format_message(code: ErrorCode, /, **fields: Any) -> str:
+    """Render the message template for *code*.
+
+    Missing fields render as ``<name?>`` instead of raising: building an error
+    message must never fail on the error path.
+
+    Args:
+        code: Which template to use.
+        **fields: Values for the template's placeholders.
+
+    Returns:
+        The formatted message.
+    """
+    values = _SafeDict(fields)
+    values.setdefault("node", "<unnamed>")
+    for key, value in list(values.items()):
+        if isinstance(value, float):
+            values[key] = _fmt_seconds(value)
+    return MESSAGE_TEMPLATES[code].format_map(values)
+
+
+def _fmt_seconds(value: float) -> str:
+    return f"{value:g}"
+
+
+def _safe_str(value: object, limit: int = 500) -> str:
+    """``str(value)`` that never raises and never returns megabytes."""
+    try:
+        text = str(value)
+    except Exception:
+        try:
+            text = f"<{type(value).__name__} with unprintable message>"
+        except Exception:  # pragma: no cover - type() and __name__ cannot really fail
+            text = "<unprintable>"
+    if len(text) > limit:
+        text = text[:limit] + f"... [{len(text) - limit} more chars]"
+    return text
+
+
+class NodeExecutionError(Exception):
+    """Root of every error raised by resilient_nodes.
+
+    Attributes:
+        code: The `ErrorCode` of this error.
+        node: Name of the node the error is about, if known.
+    """
+
+    code: ErrorCode = ErrorCode.UNKNOWN
+
+    def __init__(
+        self,
+        message: str | None = None,
+        /,
+        *,
+        node: str | None = None,
+        code: ErrorCode | None = None,
+    ) -> None:
+        if code is not None:
+            self.code = code
+        self.node = node
+        if message is None:
+            message = format_message(self.code, node=node or "<unnamed>", detail="unknown error")
+        super().__init__(message)
+
+    @property
+    def message(self) -> str:
+        """The human-readable message."""
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructors defeat BaseException's default pickling, which
+        # replays only ``args``; rebuild from args and restore the instance dict.
+        return (_rebuild, (type(self), self.args), self.__dict__)
+
+
+def _rebuild(cls: type[NodeExecutionError], args: tuple[Any, ...]) -> NodeExecutionError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    return error
+
+
+class NodeTimeoutError(NodeExecutionError, TimeoutError):
+    """Our own deadline fired (not the caller's cancellation).
+
+    Attributes:
+        timeout: The deadline that was exceeded, in seconds.
+    """
+
+    code = ErrorCode.NODE_TIMEOUT
+
+    def __init__(
+        self, timeout: float, /, *, node: str | None = None, message: str | None = None
+    ) -> None:
+        self.timeout = float(timeout)
+        super().__init__(
+            message or format_message(self.code, node=node or "<unnamed>", timeout=self.timeout),
+            node=node,
+        )
+
+
+class NodeCancellationError(NodeExecutionError):
+    """The run was cancelled explicitly through a cancel token.
+
+    This is never retried and never counted by a breaker. It is distinct from the
+    async backend's own cancellation exception, which always passes through
+    untouched.
+
+    Attributes:
+        reason: Why the run was cancelled, when the token said so.
+    """
+
+    code = ErrorCode.CANCELLED
+
+    def __init__(
+        self,
+        reason: str = "cancel token was set",
+        /,
+        *,
+        node: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.reason = reason
+        super().__init__(
+            message or format_message(self.code, node=node or "<unnamed>", reason=reason),
+            node=node,
+        )
+
+
+class NodeCircuitOpenError(NodeExecutionError):
+    """The node's circuit breaker rejected the call without running it.
+
+    Attributes:
+        failure_count: Failures counted when the breaker opened (or now).
+        recovery_time: Seconds until the breaker admits a probe (0 when a probe
+            is already in flight in half-open state).
+    """
+
+    code = ErrorCode.CIRCUIT_OPEN
+
+    def __init__(
+        self,
+        *,
+        failure_count: int,
+        recovery_time: float,
+        node: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.failure_count = int(failure_count)
+        self.recovery_time = max(0.0, float(recovery_time))
+        super().__init__(
+            message
+            or format_message(
+                self.code,
+                node=node or "<unnamed>",
+                failure_count=self.failure_count,
+                recovery_time=round(self.recovery_time, 3),
+            ),
+            node=node,
+        )
+
+
+class NodeRetryExhaustedError(NodeExecutionError):
+    """Every allowed attempt failed with a retryable error.
+
+    Raised ``from`` the last error, so ``__cause__`` is the same object as
+    `last_error`.
+
+    Attributes:
+        attempts: How many attempts were made.
+        last_error: The exception the final attempt raised.
+    """
+
+    code = ErrorCode.RETRY_EXHAUSTED
+
+    def __init__(
+        self,
+        attempts: int,
+        last_error: BaseException,
+        /,
+        *,
+        node: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.attempts = int(attempts)
+        self.last_error = last_error
+        super().__init__(
+            message
+            or format_message(
+                self.code,
+                node=node or "<unnamed>",
+                attempts=self.attempts,
+                last_error=f"{type(last_error).__name__}: {_safe_str(last_error)}",
+            ),
+            node=node,
+        )
+
+
+class NodeValidationError(NodeExecutionError, ValueError):
+    """A node broke its contract (for example returned a non-mapping update)."""
+
+    code = ErrorCode.VALIDATION_FAILED
+
+    def __init__(self, detail: str, /, *, node: str | None = None) -> None:
+        self.detail = detail
+        super().__init__(
+            format_message(self.code, node=node or "<unnamed>", detail=detail), node=node
+        )
+
+
+class ConfigError(NodeExecutionError, ValueError):
+    """Invalid configuration.
+
+    The message lists every problem as ``path: what is wrong``, one per line, for
+    example ``retry.attempts: must be >= 1, got 0``.
+
+    Attributes:
+        problems: ``(path, message)`` pairs, in the order they were found.
+    """
+
+    code = ErrorCode.VALIDATION_FAILED
+
+    def __init__(self, problems: Iterable[tuple[str, str]] | str, /) -> None:
+        if isinstance(problems, str):
+            problems = [("", problems)]
+        self.problems: tuple[tuple[str, str], ...] = tuple(problems)
+        lines = [f"{path}: {msg}" if path else msg for path, msg in self.problems]
+        super().__init__("\n".join(lines) or "invalid configuration")
+
+    def prefixed(self, prefix: str) -> ConfigError:
+        """Return a copy whose paths are nested under *prefix*."""
+        if not prefix:
+            return self
+        return ConfigError(
+            (f"{prefix}.{path}" if path else prefix, msg) for path, msg in self.problems
+        )

@@ -1,0 +1,41 @@
+"""Structured logging through structlog, under the logger name ``resilient_nodes``.
+
+Loggers are bound once, when a node or layer is built, never per call: with
+``structlog.make_filtering_bound_logger`` a filtered-out level then costs a no-op
+method call.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import structlog
+
+__all__ = [
+    "BREAKER_STATE_CHANGED",
+    "LOGGER_NAME",
+    "NODE_FAILED",
+    "NODE_RETRY_SCHEDULED",
+    "NODE_STARTED",
+    "NODE_SUCCEEDED",
+    "NODE_TIMED_OUT",
+    "get_logger",
+]
+
+LOGGER_NAME: Final = "resilient_nodes"
+
+NODE_STARTED: Final = "node.started"
+NODE_SUCCEEDED: Final = "node.succeeded"
+NODE_FAILED: Final = "node.failed"
+NODE_RETRY_SCHEDULED: Final = "node.retry_scheduled"
+NODE_TIMED_OUT: Final = "node.timed_out"
+BREAKER_STATE_CHANGED: Final = "breaker.state_changed"
+
+
+def get_logger(**initial: Any) -> Any:
+    """A structlog logger named ``resilient_nodes``, bound to *initial* values.
+
+    Call it when building a wrapper (after the application configured
+    structlog), not on every call.
+    """
+    return structlog.get_logger(LOGGER_NAME).bind(**initial)
