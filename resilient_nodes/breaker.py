@@ -1,0 +1,848 @@
+"""A per-node circuit breaker: pybreaker's state machine behind an async-safe adapter.
+
+pybreaker owns the states (closed, open, half-open), the counters and their storage,
+and decides every transition: the failure count that opens the circuit, the
+successful probes that close it. This module owns when pybreaker is asked, so that
+the breaker is correct for concurrent async and threaded callers:
+
+* **No lock is held across the call.** Admission and recording are two short
+  critical sections under one ``threading.Lock`` per breaker; the user's call (and
+  every ``await`` in it) runs outside both. pybreaker is only ever driven from inside
+  that lock, so its own re-entrant lock is never contended.
+* **One probe at a time in half-open.** The first caller after the recovery timeout
+  takes the probe slot; everyone else gets `NodeCircuitOpenError` at once, with
+  ``recovery_time == 0``.
+* **Outcomes are recorded against the state they were admitted under.** Every
+  transition starts a new *epoch*; a ticket remembers its epoch, and an outcome
+  whose epoch has ended is dropped. A slow success admitted while closed cannot
+  close a breaker that has opened, probed and re-opened since.
+* **Cancellation records nothing.** The backend's cancellation, any other
+  non-`Exception` and LangGraph's control flow (see `resilient_nodes._control`)
+  free the probe slot and leave the counters alone.
+
+What counts as a failure
+------------------------
+The error is classified with `resilient_nodes.classification.classify_error`:
+
+======================================================  ==========================
+category                                                effect on the breaker
+======================================================  ==========================
+timeout, network, server (5xx, 425), rate limit (429),  **failure**: counted
+unknown, retry exhausted
+validation, programming, client (other 4xx),            **neutral**: neither
+circuit open, cancelled (`NodeCancellationError`)       failure nor success
+control flow (cancellation, interrupts, GraphBubbleUp)  **ignored**: as if the
+                                                        call never happened
+======================================================  ==========================
+
+Neutral errors do not reset the consecutive-failure count, unlike pybreaker's
+``exclude`` (which counts an excluded error as a success): a ``ValueError`` raised
+while building a request says nothing about whether the dependency is healthy, so
+it must not wipe out the evidence that it is not. A neutral probe frees the slot and
+leaves the breaker half-open. Because we classify before pybreaker sees anything,
+its ``exclude`` list is never used, and neither is its metaclass bug.
+
+Time
+----
+pybreaker stamps ``opened_at`` with ``datetime.now`` and compares against it when a
+call reaches its open state. We never let a call reach its open state: recovery is
+decided here, against the injected *clock* (default `time.time`), and
+``opened_at`` in the storage is overwritten with that clock's reading when the
+circuit opens. So tests advance a fake clock instead of waiting, and a shared
+storage still holds a wall-clock ``opened_at`` that other processes can compare
+against. This relies only on pybreaker's public ``open``/``half_open``/``close``,
+``call`` and listener API, not on subclassing its state classes.
+
+Storage
+-------
+``storage=None`` keeps the state in memory (pybreaker's ``CircuitMemoryStorage``).
+Any object with the `BreakerStorage` shape (pybreaker's storage interface) can be
+passed instead; then every admission re-reads the stored state, so a transition made
+by another process is noticed (and logged) on the next call.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import functools
+import inspect
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, Protocol, TypeVar, cast, overload
+
+import attrs
+import pybreaker as _pb
+
+from ._control import is_control_flow
+from .classification import ErrorCategory, classify_error
+from .config import BreakerConfig
+from .errors import ErrorCode, NodeCircuitOpenError, format_message
+from .logging import BREAKER_STATE_CHANGED, get_logger
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+__all__ = [
+    "AdmissionTicket",
+    "BreakerState",
+    "BreakerStatus",
+    "BreakerStorage",
+    "NodeCircuitBreaker",
+    "counts_as_failure",
+    "wrap_breaker",
+]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+class BreakerState(enum.StrEnum):
+    """The state of a circuit breaker."""
+
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+_CLOSED: Final = BreakerState.CLOSED
+_OPEN: Final = BreakerState.OPEN
+_HALF_OPEN: Final = BreakerState.HALF_OPEN
+
+_FROM_PB: Final[dict[str, BreakerState]] = {
+    _pb.STATE_CLOSED: _CLOSED,
+    _pb.STATE_OPEN: _OPEN,
+    _pb.STATE_HALF_OPEN: _HALF_OPEN,
+}
+
+_COUNTED: Final = frozenset(
+    {
+        ErrorCategory.TIMEOUT,
+        ErrorCategory.NETWORK,
+        ErrorCategory.SERVER,
+        ErrorCategory.RATE_LIMIT,
+        ErrorCategory.UNKNOWN,
+        ErrorCategory.RETRY_EXHAUSTED,
+    }
+)
+
+
+def counts_as_failure(error: BaseException, /) -> bool:
+    """Whether *error* counts against a breaker (see the module docstring).
+
+    Args:
+        error: The exception a guarded call raised.
+
+    Returns:
+        True if it is evidence that the dependency is failing.
+    """
+    if is_control_flow(error):
+        return False
+    return classify_error(error).category in _COUNTED
+
+
+class BreakerStorage(Protocol):
+    """Where a breaker keeps its state: the shape of pybreaker's storage interface.
+
+    ``state`` holds one of ``"closed"``, ``"open"``, ``"half-open"``; ``counter``
+    is the consecutive-failure count, ``success_counter`` the successful probes in
+    half-open state, ``opened_at`` an aware UTC datetime stamped from the breaker's
+    clock. Reads and writes are synchronous and are made while the breaker's lock
+    is held, so an implementation backed by a network store must answer from a
+    local mirror and push writes in the background rather than block.
+    """
+
+    @property
+    def name(self) -> str:
+        """A label for the storage."""
+        ...
+
+    @property
+    def state(self) -> str:
+        """The stored state."""
+        ...
+
+    @state.setter
+    def state(self, state: str) -> None: ...
+
+    @property
+    def counter(self) -> int:
+        """The consecutive-failure count."""
+        ...
+
+    @property
+    def success_counter(self) -> int:
+        """Successful probes in half-open state."""
+        ...
+
+    @property
+    def opened_at(self) -> datetime | None:
+        """When the circuit last opened."""
+        ...
+
+    @opened_at.setter
+    def opened_at(self, value: datetime) -> None: ...
+
+    def increment_counter(self) -> None:
+        """Add one counted failure."""
+
+    def reset_counter(self) -> None:
+        """Forget counted failures."""
+
+    def increment_success_counter(self) -> None:
+        """Add one successful probe."""
+
+    def reset_success_counter(self) -> None:
+        """Forget successful probes."""
+
+
+@attrs.frozen(kw_only=True)
+class BreakerStatus:
+    """A snapshot of a breaker (the seed's ``getStatus``).
+
+    Attributes:
+        name: The breaker's (node's) name.
+        state: Its state when the snapshot was taken.
+        failure_count: Consecutive counted failures (kept while open).
+        success_count: Successful probes so far in half-open state.
+        last_failure_time: Clock reading of the last counted failure, or None.
+        time_until_recovery: Seconds until a probe will be admitted; 0 unless open.
+        probe_in_flight: Whether a half-open probe is running.
+    """
+
+    name: str
+    state: BreakerState
+    failure_count: int
+    success_count: int
+    last_failure_time: float | None
+    time_until_recovery: float
+    probe_in_flight: bool
+
+
+class AdmissionTicket:
+    """Proof of admission returned by `NodeCircuitBreaker.admit`; opaque.
+
+    Pass it back to `NodeCircuitBreaker.release` exactly once.
+    """
+
+    __slots__ = ()
+
+
+class _Epoch(AdmissionTicket):
+    """One stretch of time between two transitions; also the ticket of closed calls.
+
+    Closed admissions share the epoch object itself, so the common path allocates
+    nothing; ``ticket is breaker._epoch`` is then the whole staleness check.
+    """
+
+    __slots__ = ("failure_count", "recover_at", "rejections", "state")
+
+    def __init__(self, state: BreakerState, failure_count: int, recover_at: float) -> None:
+        self.state = state
+        self.failure_count = failure_count
+        self.recover_at = recover_at
+        self.rejections: dict[str, _Rejection] = {}
+
+    def reject(self, node: str, remaining: float) -> NodeCircuitOpenError:
+        """The error for a call to *node* rejected *remaining* seconds before recovery."""
+        return (self.rejections.get(node) or self.rejection(node)).error(remaining)
+
+    def rejection(self, node: str) -> _Rejection:
+        """The (new) rejection builder for *node*."""
+        rejection = self.rejections[node] = _Rejection(node, self.failure_count)
+        return rejection
+
+
+class _Probe(AdmissionTicket):
+    """The single half-open probe's ticket."""
+
+    __slots__ = ("epoch", "released")
+
+    def __init__(self, epoch: _Epoch) -> None:
+        self.epoch = epoch
+        self.released = False
+
+
+class _CountedFailureError(Exception):
+    """What we feed pybreaker for a counted failure, never the user's exception.
+
+    Raising the user's exception inside pybreaker would graft pybreaker's frames
+    onto its traceback; a private exception keeps it untouched.
+    """
+
+
+def _fail() -> None:
+    raise _CountedFailureError
+
+
+def _succeed() -> None:
+    return None
+
+
+_RT_MARK: Final = "\x00recovery\x00"
+
+
+class _Rejection:
+    """Builds the rejections of one node in one open epoch, cheaply.
+
+    A rejection is the hot path of an open circuit, and the error's own
+    constructor (template formatting, ``round``) costs several times a whole
+    admitted call. So the error is built once through its constructor as a
+    prototype, and each rejection is a copy of it with its own ``recovery_time``
+    and message. The message text is split around the recovery time once, and
+    memoised per half millisecond of remaining time, the resolution it is printed
+    at.
+    """
+
+    __slots__ = ("_attrs", "_cache", "_head", "_proto", "_tail")
+
+    def __init__(self, node: str, failure_count: int) -> None:
+        self._proto = NodeCircuitOpenError(
+            failure_count=failure_count, recovery_time=0.0, node=node
+        )
+        self._attrs = dict(self._proto.__dict__)
+        text = format_message(
+            ErrorCode.CIRCUIT_OPEN, node=node, failure_count=failure_count, recovery_time=_RT_MARK
+        )
+        head, mark, tail = text.partition(_RT_MARK)
+        self._head: str | None = head if mark else None
+        self._tail = tail
+        # (half-millisecond bucket, message): one tuple so threads swap it atomically.
+        self._cache: tuple[int, str] = (-1, "")
+
+    def error(self, remaining: float) -> NodeCircuitOpenError:
+        """A fresh error for a call rejected *remaining* seconds before recovery."""
+        cache = self._cache
+        if cache[0] != int(remaining * 2000.0):
+            cache = self._render(remaining)
+        error = _new_open_error(NodeCircuitOpenError, cache[1])
+        error.__dict__.update(self._attrs)
+        error.recovery_time = remaining
+        return error
+
+    def _render(self, remaining: float) -> tuple[int, str]:
+        if self._head is None:  # a template that does not show the recovery time
+            proto = self._proto
+            message = NodeCircuitOpenError(
+                failure_count=proto.failure_count, recovery_time=remaining, node=proto.node
+            ).message
+        else:
+            # The rendering errors.format_message gives the recovery time.
+            message = f"{self._head}{round(remaining, 3):g}{self._tail}"
+        cache = self._cache = (int(remaining * 2000.0), message)
+        return cache
+
+
+_new_open_error: Final = NodeCircuitOpenError.__new__
+
+
+class _Listener(_pb.CircuitBreakerListener):
+    """Turns pybreaker's transitions into new epochs; runs under the breaker's lock."""
+
+    def __init__(self, owner: NodeCircuitBreaker) -> None:
+        self._owner = owner
+
+    def state_change(self, _cb: object, old: Any, new: Any) -> None:
+        self._owner._on_transition(  # noqa: SLF001 - the listener is part of the breaker
+            _FROM_PB[old.name] if old is not None else None, _FROM_PB[new.name]
+        )
+
+
+class NodeCircuitBreaker:
+    """A circuit breaker for one node, safe for concurrent async and threaded use.
+
+    Args:
+        name: The node's name; used in errors and log events.
+        failure_threshold: Consecutive counted failures that open the circuit.
+        recovery_timeout: Seconds (or a timedelta) the circuit stays open before a
+            probe is admitted.
+        success_threshold: Successful probes in half-open state that close it.
+        storage: Where the state lives (a `BreakerStorage`); None for memory.
+        clock: Zero-argument callable returning seconds; defaults to `time.time`.
+            A wall clock, because ``opened_at`` may be shared between processes.
+
+    Raises:
+        ConfigError: If a threshold or the timeout is invalid.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        /,
+        *,
+        failure_threshold: int = 5,
+        recovery_timeout: float | timedelta = 60.0,
+        success_threshold: int = 1,
+        storage: BreakerStorage | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.config = BreakerConfig(
+            failure_threshold=failure_threshold,
+            recovery_timeout=recovery_timeout,
+            success_threshold=success_threshold,
+        )
+        self.name = name
+        self._clock: Callable[[], float] = clock or time.time
+        self._recovery: float = self.config.recovery_timeout
+        self._lock = threading.Lock()
+        # An external storage may change under us (another process); then every
+        # admission re-reads it and the lock-free paths are off.
+        self._external = storage is not None
+        self._storage: Any = (
+            storage if storage is not None else _pb.CircuitMemoryStorage(_pb.STATE_CLOSED)
+        )
+        self._adopting = False
+        self._pending: list[tuple[BreakerState | None, BreakerState, int]] = []
+        self._probe: _Probe | None = None
+        self._last_failure: float | None = None
+        self._log = get_logger(node=name)
+        self._cb = _pb.CircuitBreaker(
+            fail_max=self.config.failure_threshold,
+            reset_timeout=self._recovery,
+            success_threshold=self.config.success_threshold,
+            listeners=[_Listener(self)],
+            state_storage=cast("Any", self._storage),
+            name=name,
+            # Our private failure comes back out, not a CircuitBreakerError.
+            throw_new_error_on_trip=False,
+        )
+        self._epoch = self._epoch_from_storage(_FROM_PB[self._cb.current_state])
+
+    @classmethod
+    def from_config(
+        cls,
+        name: str,
+        config: BreakerConfig,
+        /,
+        *,
+        storage: BreakerStorage | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> NodeCircuitBreaker:
+        """Build a breaker from a `BreakerConfig`.
+
+        Args:
+            name: The node's name.
+            config: Thresholds and recovery timeout.
+            storage: Where the state lives; None for memory.
+            clock: Zero-argument callable returning seconds.
+
+        Returns:
+            The new breaker.
+        """
+        return cls(
+            name,
+            failure_threshold=config.failure_threshold,
+            recovery_timeout=config.recovery_timeout,
+            success_threshold=config.success_threshold,
+            storage=storage,
+            clock=clock,
+        )
+
+    def __repr__(self) -> str:
+        return f"<NodeCircuitBreaker {self.name!r} {self._epoch.state.value}>"
+
+    # --- transitions (called by pybreaker through the listener, lock held) ------------
+
+    def _epoch_from_storage(self, state: BreakerState) -> _Epoch:
+        recover_at = 0.0
+        if state is _OPEN:
+            opened = self._storage.opened_at
+            recover_at = (opened.timestamp() if opened else self._clock()) + self._recovery
+        return _Epoch(state, self._storage.counter, recover_at)
+
+    def _on_transition(self, old: BreakerState | None, new: BreakerState) -> None:
+        if new is _OPEN and not self._adopting:
+            # pybreaker has just stamped opened_at with datetime.now; ours wins so
+            # that recovery follows the injected clock.
+            now = self._clock()
+            self._storage.opened_at = datetime.fromtimestamp(now, UTC)
+            self._epoch = _Epoch(new, self._storage.counter, now + self._recovery)
+        else:
+            self._epoch = self._epoch_from_storage(new)
+        self._probe = None
+        if old is not new:
+            self._pending.append((old, new, self._storage.counter))
+
+    def _refresh(self) -> None:
+        # pybreaker's ``state`` property notices a state written by someone else
+        # and replays it through the listener.
+        self._adopting = True
+        try:
+            self._cb.state  # noqa: B018 - read for its side effect
+        finally:
+            self._adopting = False
+
+    def _take_pending(self) -> list[tuple[BreakerState | None, BreakerState, int]] | None:
+        if not self._pending:
+            return None
+        events, self._pending = self._pending, []
+        return events
+
+    def _emit(self, events: list[tuple[BreakerState | None, BreakerState, int]] | None) -> None:
+        # Logged after the lock is released: a slow log sink must not serialise calls.
+        if not events:
+            return
+        for old, new, failures in events:
+            method = self._log.warning if new is _OPEN else self._log.info
+            method(
+                BREAKER_STATE_CHANGED,
+                old_state=old.value if old is not None else None,
+                new_state=new.value,
+                failure_count=failures,
+            )
+
+    # --- queries ---------------------------------------------------------------------
+
+    @property
+    def state(self) -> BreakerState:
+        """The current state.
+
+        An open breaker whose recovery timeout has passed still reads OPEN until
+        the next admission moves it to half-open (as in pybreaker).
+        """
+        if self._external:
+            with self._lock:
+                self._refresh()
+                events = self._take_pending()
+            self._emit(events)
+        return self._epoch.state
+
+    def can_execute(self) -> bool:
+        """Whether a call would be admitted now; takes nothing (no probe slot).
+
+        Returns:
+            True when closed, when open past the recovery timeout, or when
+            half-open with no probe in flight.
+        """
+        state = self.state
+        if state is _CLOSED:
+            return True
+        if state is _OPEN:
+            return self._clock() >= self._epoch.recover_at
+        return self._probe is None
+
+    def status(self) -> BreakerStatus:
+        """A consistent snapshot of the breaker.
+
+        Returns:
+            The `BreakerStatus`.
+        """
+        with self._lock:
+            if self._external:
+                self._refresh()
+            epoch = self._epoch
+            failures = self._storage.counter
+            successes = self._storage.success_counter
+            last_failure = self._last_failure
+            probing = self._probe is not None
+            events = self._take_pending()
+        self._emit(events)
+        wait = max(0.0, epoch.recover_at - self._clock()) if epoch.state is _OPEN else 0.0
+        return BreakerStatus(
+            name=self.name,
+            state=epoch.state,
+            failure_count=failures,
+            success_count=successes,
+            last_failure_time=last_failure,
+            time_until_recovery=wait,
+            probe_in_flight=probing,
+        )
+
+    # --- admission -------------------------------------------------------------------
+
+    def admit(self, *, node: str | None = None) -> AdmissionTicket:
+        """Ask to make one call; the low-level half of `wrap_breaker`.
+
+        Every ticket must be handed back to `release` once, whatever happens,
+        with the call's error (or None). It holds no lock, so the call may await
+        or run in another thread.
+
+        Args:
+            node: Node name for the rejection error; defaults to the breaker's.
+
+        Returns:
+            An opaque `AdmissionTicket`.
+
+        Raises:
+            NodeCircuitOpenError: The circuit is open, or half-open with its probe
+                in flight (then ``recovery_time`` is 0).
+        """
+        epoch = self._epoch
+        if not self._external:
+            if epoch.state is _CLOSED:
+                return epoch
+            if epoch.state is _OPEN:
+                remaining = epoch.recover_at - self._clock()
+                if remaining > 0.0:
+                    raise self._rejection(epoch, remaining, node)
+            elif self._probe is not None:
+                raise self._rejection(epoch, 0.0, node)
+        return self._admit_locked(node)
+
+    def _admit_locked(self, node: str | None) -> AdmissionTicket:
+        ticket: AdmissionTicket | None = None
+        remaining = 0.0
+        with self._lock:
+            if self._external:
+                self._refresh()
+            epoch = self._epoch
+            if epoch.state is _CLOSED:
+                ticket = epoch
+            else:
+                if epoch.state is _OPEN:
+                    remaining = epoch.recover_at - self._clock()
+                    if remaining <= 0.0:
+                        self._cb.half_open()
+                        epoch = self._epoch
+                if epoch.state is _HALF_OPEN and self._probe is None:
+                    ticket = self._probe = _Probe(epoch)
+            events = self._take_pending()
+        self._emit(events)
+        if ticket is None:
+            raise self._rejection(epoch, max(0.0, remaining), node)
+        return ticket
+
+    def _rejection(self, epoch: _Epoch, remaining: float, node: str | None) -> NodeCircuitOpenError:
+        return epoch.reject(node or self.name, remaining)
+
+    def release(self, ticket: AdmissionTicket, error: BaseException | None = None, /) -> None:
+        """Record the outcome of an admitted call.
+
+        Args:
+            ticket: What `admit` returned.
+            error: The exception the call raised, or None if it returned.
+                Cancellation and control flow record nothing; see the module
+                docstring for what counts as a failure.
+        """
+        # Closed and still the same epoch: a success only resets the failure count,
+        # so when it is already 0 there is nothing for pybreaker to do.
+        if (
+            error is None
+            and ticket is self._epoch
+            and not self._external
+            and self._storage.counter == 0
+        ):
+            return
+        self._release_locked(ticket, error)
+
+    def _release_locked(self, ticket: AdmissionTicket, error: BaseException | None) -> None:
+        # Classify before taking the lock: it is pure and may be slow.
+        if error is None:
+            outcome: bool | None = True
+        elif is_control_flow(error):
+            outcome = None
+        elif counts_as_failure(error):
+            outcome = False
+        else:
+            outcome = None
+        with self._lock:
+            if isinstance(ticket, _Probe):
+                if ticket.released:
+                    return
+                ticket.released = True
+                if self._probe is ticket:
+                    self._probe = None
+                epoch: AdmissionTicket = ticket.epoch
+            else:
+                epoch = ticket
+            if self._external:
+                self._refresh()
+            if epoch is self._epoch and outcome is not None:
+                self._record(outcome=outcome)
+            events = self._take_pending()
+        self._emit(events)
+
+    def _record(self, *, outcome: bool) -> None:
+        # Lock held; the current epoch is closed or half-open.
+        if outcome:
+            self._cb.call(_succeed)
+            return
+        self._last_failure = self._clock()
+        with contextlib.suppress(_CountedFailureError):
+            self._cb.call(_fail)
+
+    def guard(self, *, node: str | None = None) -> _Guard:
+        """A context manager around one call: `admit` on entry, `release` on exit.
+
+        Works around an ``await`` too (``with breaker.guard(): await f()``); the
+        body's exception propagates unchanged.
+
+        Args:
+            node: Node name for the rejection error; defaults to the breaker's.
+
+        Returns:
+            A single-use context manager.
+
+        Raises:
+            NodeCircuitOpenError: On entry, if the call is not admitted.
+        """
+        return _Guard(self, node)
+
+    # --- manual recording ------------------------------------------------------------
+
+    def record_success(self) -> None:
+        """Record a success against the current state (without a ticket).
+
+        For code that decides admission itself with `can_execute`; concurrent code
+        should use `admit` / `release`, which guard against stale outcomes.
+        """
+        self._record_now(outcome=True)
+
+    def record_failure(self, error: BaseException, /) -> None:
+        """Record *error* against the current state, if it counts (without a ticket).
+
+        Args:
+            error: The exception; neutral and control-flow errors are ignored.
+        """
+        if counts_as_failure(error):
+            self._record_now(outcome=False)
+
+    def _record_now(self, *, outcome: bool) -> None:
+        with self._lock:
+            if self._external:
+                self._refresh()
+            # An open circuit has no outcome to record: nothing was admitted.
+            if self._epoch.state is not _OPEN:
+                self._record(outcome=outcome)
+            events = self._take_pending()
+        self._emit(events)
+
+    def reset(self) -> None:
+        """Close the circuit and forget failures; in-flight outcomes become stale."""
+        with self._lock:
+            self._cb.close()
+            self._last_failure = None
+            events = self._take_pending()
+        self._emit(events)
+
+
+class _Guard:
+    __slots__ = ("_breaker", "_node", "_ticket")
+
+    def __init__(self, breaker: NodeCircuitBreaker, node: str | None) -> None:
+        self._breaker = breaker
+        self._node = node
+        self._ticket: AdmissionTicket | None = None
+
+    def __enter__(self) -> None:
+        self._ticket = self._breaker.admit(node=self._node)
+
+    def __exit__(self, _type: object, error: BaseException | None, _tb: object) -> None:
+        ticket, self._ticket = self._ticket, None
+        if ticket is not None:
+            self._breaker.release(ticket, error)
+
+
+def _is_async_callable(fn: object) -> bool:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    if inspect.isfunction(fn) or inspect.ismethod(fn) or isinstance(fn, type):
+        return False
+    return inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
+
+
+@overload
+def wrap_breaker(
+    fn: Callable[_P, Awaitable[_R]], breaker: NodeCircuitBreaker, /, *, name: str
+) -> Callable[_P, Awaitable[_R]]: ...
+
+
+@overload
+def wrap_breaker(
+    fn: Callable[_P, _R], breaker: NodeCircuitBreaker, /, *, name: str
+) -> Callable[_P, _R]: ...
+
+
+def wrap_breaker(fn: Callable[_P, Any], breaker: NodeCircuitBreaker, /, *, name: str) -> Any:
+    """Guard *fn* with *breaker*: admission before each call, recording after.
+
+    The result is of the same kind as *fn*, decided once here: a coroutine function
+    (also a `functools.partial` of one, or an object with an async ``__call__``)
+    gives a coroutine function, anything else a plain function. It keeps *fn*'s
+    signature (through ``__wrapped__``) and propagates every error unchanged.
+
+    Args:
+        fn: The callable to guard.
+        breaker: The breaker shared by every call of this node.
+        name: The node name reported by rejections.
+
+    Returns:
+        The guarded callable.
+
+    Raises:
+        TypeError: If *fn* is not callable.
+    """
+    if not callable(fn):
+        raise TypeError(f"wrap_breaker() needs a callable, got {type(fn).__name__}")
+    shell = _async_shell if _is_async_callable(fn) else _sync_shell
+    # update_wrapper skips what a partial or callable object lacks (__name__...);
+    # __wrapped__ is what inspect.signature follows.
+    return functools.update_wrapper(shell(fn, breaker, name), fn)
+
+
+# The shells inline `admit`'s lock-free paths (closed: admit; open before the
+# recovery time: reject): a call costs one frame less, and a rejection is raised
+# here instead of two frames deeper (each frame a raise passes adds to the
+# traceback). Everything else goes through `admit`, so behaviour is the same.
+
+
+def _async_shell(
+    fn: Callable[..., Any], breaker: NodeCircuitBreaker, name: str
+) -> Callable[..., Any]:
+    afn = cast("Callable[..., Awaitable[Any]]", fn)
+    admit = breaker.admit
+    release = breaker.release
+    fast = not breaker._external  # noqa: SLF001 - the shells belong to the breaker
+    clock = breaker._clock  # noqa: SLF001
+
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        epoch = breaker._epoch  # noqa: SLF001
+        if epoch.state is _CLOSED and fast:
+            ticket: AdmissionTicket = epoch
+        else:
+            if fast and epoch.state is _OPEN:
+                remaining = epoch.recover_at - clock()
+                if remaining > 0.0:
+                    raise (epoch.rejections.get(name) or epoch.rejection(name)).error(remaining)
+            ticket = admit(node=name)
+        try:
+            result = await afn(*args, **kwargs)
+        except BaseException as error:
+            release(ticket, error)
+            raise
+        release(ticket)
+        return result
+
+    return guarded
+
+
+def _sync_shell(
+    fn: Callable[..., Any], breaker: NodeCircuitBreaker, name: str
+) -> Callable[..., Any]:
+    admit = breaker.admit
+    release = breaker.release
+    fast = not breaker._external  # noqa: SLF001
+    clock = breaker._clock  # noqa: SLF001
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        epoch = breaker._epoch  # noqa: SLF001
+        if epoch.state is _CLOSED and fast:
+            ticket: AdmissionTicket = epoch
+        else:
+            if fast and epoch.state is _OPEN:
+                remaining = epoch.recover_at - clock()
+                if remaining > 0.0:
+                    raise (epoch.rejections.get(name) or epoch.rejection(name)).error(remaining)
+            ticket = admit(node=name)
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as error:
+            release(ticket, error)
+            raise
+        release(ticket)
+        return result
+
+    return guarded
