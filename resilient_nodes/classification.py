@@ -9,12 +9,16 @@ The rules, in the order they are tried (the first that matches decides):
 3. Our own errors: ``NodeTimeoutError`` is a retryable ``TIMEOUT``; an open
    circuit, a cancellation token, an exhausted retry and config/validation errors
    are not retryable.
-4. Exception groups: classified by their members. Retryable only if every member
-   is; otherwise the first non-retryable member decides.
-5. An HTTP status read by duck typing (``status_code``, ``status``, or
-   ``response.status_code`` / ``response.status``): 408 and 425 are retryable
-   ``TIMEOUT``/``SERVER``, 429 a retryable ``RATE_LIMIT``, 5xx a retryable
-   ``SERVER``; any other 4xx is a non-retryable ``CLIENT`` error.
+4. Exception groups: a group whose class is named like a validation error
+   (cattrs' ``ClassValidationError``) is a ``VALIDATION`` error; any other group
+   is classified by its members. Retryable only if every member is (with the
+   longest ``Retry-After`` of them); otherwise the first non-retryable member
+   decides.
+5. An HTTP error status read by duck typing (``status_code``, ``status``, or
+   ``response.status_code`` / ``response.status``): 408 is a retryable
+   ``TIMEOUT``, 425 and 5xx a retryable ``SERVER``, 429 a retryable
+   ``RATE_LIMIT``; any other 4xx is a non-retryable ``CLIENT`` error. Statuses
+   below 400 say nothing and the next rules decide.
 6. Timeouts (``TimeoutError`` or a class named ``*Timeout*``): retryable.
 7. Network errors (``ConnectionError``, socket address errors, network errnos, or
    a class named like ``*Connect*``, ``*Network*``, ``*Transport*``): retryable.
@@ -29,21 +33,25 @@ The rules, in the order they are tried (the first that matches decides):
 12. Anything else: ``UNKNOWN``, not retryable.
 
 ``Retry-After`` comes from a ``retry_after`` attribute (seconds or timedelta) or
-a ``Retry-After`` header on ``headers`` / ``response.headers`` (seconds or an
-HTTP date). Classification never raises, whatever it is given.
+a ``Retry-After`` header on ``headers`` / ``response.headers`` (seconds as text,
+bytes or a number, or an HTTP date; header names match in any case). Negative,
+non-finite or unparseable values are ignored, a date in the past means 0, and
+anything longer than a day is capped at a day. Classification never raises,
+whatever it is given: attributes whose lookup raises count as absent.
 """
 
 from __future__ import annotations
 
 import enum
 import errno
+import math
 import re
 import socket
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
@@ -59,6 +67,9 @@ from .errors import (
     NodeValidationError,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = [
     "ClassificationRule",
     "ErrorCategory",
@@ -71,7 +82,7 @@ __all__ = [
 ]
 
 
-class ErrorCategory(str, enum.Enum):
+class ErrorCategory(enum.StrEnum):
     """What kind of failure an error is."""
 
     TIMEOUT = "timeout"
@@ -85,9 +96,6 @@ class ErrorCategory(str, enum.Enum):
     CANCELLED = "cancelled"
     RETRY_EXHAUSTED = "retry_exhausted"
     UNKNOWN = "unknown"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 _CODE_FOR: Final[Mapping[ErrorCategory, ErrorCode]] = {
@@ -123,14 +131,16 @@ class ErrorClassification:
 def _predicate_for(
     match: type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool],
 ) -> Callable[[BaseException], bool]:
-    if isinstance(match, type) or isinstance(match, tuple):
+    if isinstance(match, type | tuple):
         # isinstance() with a class, never a call: pybreaker's exclude mistakes
         # metaclassed exception classes for predicates; we do not.
         types = match
         return lambda error: isinstance(error, types)
     if callable(match):
         return match
-    raise ConfigError([("match", f"must be an exception type, a tuple of them or a predicate, got {match!r}")])
+    raise ConfigError(
+        [("match", f"must be an exception type, a tuple of them or a predicate, got {match!r}")]
+    )
 
 
 @attrs.frozen(eq=False)
@@ -212,66 +222,95 @@ def unregister_classification_rule(rule: ClassificationRule, /) -> None:
 _RETRY_AFTER_CAP: Final = 24 * 3600.0
 
 
+def _attr(owner: object, name: str) -> object:
+    """``getattr(owner, name, None)``, where a raising property counts as absent."""
+    try:
+        return getattr(owner, name, None)
+    except Exception:
+        return None
+
+
 def _http_status(error: BaseException) -> int | None:
-    for owner in (error, getattr(error, "response", None)):
+    """The HTTP error status (400-599) the error carries, if any."""
+    for owner in (error, _attr(error, "response")):
         if owner is None:
             continue
         for attr in ("status_code", "status"):
-            value = getattr(owner, attr, None)
-            if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
-                return value
+            value = _attr(owner, attr)
+            if isinstance(value, int) and not isinstance(value, bool) and 400 <= value <= 599:
+                return int(value)
     return None
 
 
 def _header(headers: object, name: str) -> object:
     if headers is None:
         return None
-    getter = getattr(headers, "get", None)
-    if getter is None:
-        return None
-    for key in (name, name.lower()):
-        value = getter(key)
-        if value is not None:
-            return value
+    getter = _attr(headers, "get")
+    if callable(getter):
+        for key in (name, name.lower()):
+            try:
+                value = getter(key)
+            except Exception:
+                value = None
+            if value is not None:
+                return value
+    if isinstance(headers, Mapping):
+        # A plain dict is case-sensitive; HTTP header names are not.
+        wanted = name.lower()
+        for key, value in headers.items():
+            if isinstance(key, str) and key.lower() == wanted:
+                return value
     return None
 
 
 def _parse_retry_after(value: object) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value, or None if it is not valid."""
     if value is None or isinstance(value, bool):
         return None
-    seconds: float | None
+    seconds: float
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int beyond float range: "a very long time"
+            seconds = math.inf if value > 0 else -math.inf
+        if math.isinf(seconds) and seconds > 0:
+            return _RETRY_AFTER_CAP
     elif isinstance(value, bytes | str):
         text = value.decode("latin-1") if isinstance(value, bytes) else value
-        text = text.strip()
-        try:
-            seconds = float(text)
-        except ValueError:
-            try:
-                when = parsedate_to_datetime(text)
-            except (TypeError, ValueError, IndexError):
-                return None
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            seconds = (when - datetime.now(UTC)).total_seconds()
+        return _parse_retry_after_text(text.strip())
     else:
         return None
-    if seconds != seconds:  # NaN
+    if not math.isfinite(seconds) or seconds < 0:
         return None
-    return min(max(0.0, seconds), _RETRY_AFTER_CAP)
+    return min(seconds, _RETRY_AFTER_CAP)
+
+
+_DELAY_SECONDS: Final = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _parse_retry_after_text(text: str) -> float | None:
+    if _DELAY_SECONDS.fullmatch(text):
+        return min(float(text), _RETRY_AFTER_CAP)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    # A date in the past means "now".
+    return min(max(0.0, (when - datetime.now(UTC)).total_seconds()), _RETRY_AFTER_CAP)
 
 
 def _retry_after(error: BaseException) -> float | None:
-    found = _parse_retry_after(getattr(error, "retry_after", None))
+    found = _parse_retry_after(_attr(error, "retry_after"))
     if found is not None:
         return found
-    for owner in (error, getattr(error, "response", None)):
+    for owner in (error, _attr(error, "response")):
         if owner is None:
             continue
-        found = _parse_retry_after(_header(getattr(owner, "headers", None), "Retry-After"))
+        found = _parse_retry_after(_header(_attr(owner, "headers"), "Retry-After"))
         if found is not None:
             return found
     return None
@@ -284,8 +323,15 @@ def _mro_names(error: BaseException) -> tuple[str, ...]:
 _NETWORK_ERRNOS: Final = frozenset(
     getattr(errno, name)
     for name in (
-        "ECONNREFUSED", "ECONNRESET", "ECONNABORTED", "ETIMEDOUT", "EHOSTUNREACH",
-        "ENETUNREACH", "ENETDOWN", "EPIPE", "EAI_AGAIN",
+        "ECONNREFUSED",
+        "ECONNRESET",
+        "ECONNABORTED",
+        "ETIMEDOUT",
+        "EHOSTUNREACH",
+        "ENETUNREACH",
+        "ENETDOWN",
+        "EPIPE",
+        "EAI_AGAIN",
     )
     if hasattr(errno, name)
 )
@@ -297,58 +343,66 @@ _TRANSIENT_TEXT = re.compile(
     r"|overloaded|bad gateway|gateway timeout|try again later)\b|\b(?:429|502|503|504)\b"
 )
 _PROGRAMMING: Final = (
-    TypeError, NameError, AttributeError, LookupError, AssertionError, ArithmeticError,
-    ImportError, NotImplementedError, RecursionError, SyntaxError,
+    TypeError,
+    NameError,
+    AttributeError,
+    LookupError,
+    AssertionError,
+    ArithmeticError,
+    ImportError,
+    NotImplementedError,
+    RecursionError,
+    SyntaxError,
 )
+_MAX_DEPTH: Final = 16
 
 
 def _http_verdict(status: int, retry_after: float | None) -> ErrorClassification:
     if status == 429:
-        return ErrorClassification(ErrorCategory.RATE_LIMIT, True, retry_after=retry_after)
-    if status == 408:
-        return ErrorClassification(ErrorCategory.TIMEOUT, True, retry_after=retry_after)
-    if status == 425 or status >= 500:
-        return ErrorClassification(ErrorCategory.SERVER, True, retry_after=retry_after)
-    if status >= 400:
-        return ErrorClassification(ErrorCategory.CLIENT, False, retry_after=retry_after)
-    return ErrorClassification(ErrorCategory.UNKNOWN, False, retry_after=retry_after)
+        category, retryable = ErrorCategory.RATE_LIMIT, True
+    elif status == 408:
+        category, retryable = ErrorCategory.TIMEOUT, True
+    elif status == 425 or status >= 500:
+        category, retryable = ErrorCategory.SERVER, True
+    else:
+        category, retryable = ErrorCategory.CLIENT, False
+    return ErrorClassification(category, retryable=retryable, retry_after=retry_after)
 
 
-_CANCELLED: Final = ErrorClassification(ErrorCategory.CANCELLED, False)
-_UNKNOWN: Final = ErrorClassification(ErrorCategory.UNKNOWN, False)
+_CANCELLED: Final = ErrorClassification(ErrorCategory.CANCELLED, retryable=False)
+_UNKNOWN: Final = ErrorClassification(ErrorCategory.UNKNOWN, retryable=False)
+_VALIDATION: Final = ErrorClassification(ErrorCategory.VALIDATION, retryable=False)
 
 
 def _own_error(error: NodeExecutionError) -> ErrorClassification:
+    category, retryable, retry_after = ErrorCategory.UNKNOWN, False, None
     if isinstance(error, NodeTimeoutError):
-        return ErrorClassification(ErrorCategory.TIMEOUT, True, error.code)
-    if isinstance(error, NodeCircuitOpenError):
-        return ErrorClassification(
-            ErrorCategory.CIRCUIT_OPEN, False, error.code, retry_after=error.recovery_time
-        )
-    if isinstance(error, NodeCancellationError):
-        return ErrorClassification(ErrorCategory.CANCELLED, False, error.code)
-    if isinstance(error, NodeRetryExhaustedError):
-        return ErrorClassification(ErrorCategory.RETRY_EXHAUSTED, False, error.code)
-    if isinstance(error, ConfigError | NodeValidationError):
-        return ErrorClassification(ErrorCategory.VALIDATION, False, error.code)
-    return ErrorClassification(ErrorCategory.UNKNOWN, False, error.code)
+        category, retryable = ErrorCategory.TIMEOUT, True
+    elif isinstance(error, NodeCircuitOpenError):
+        category, retry_after = ErrorCategory.CIRCUIT_OPEN, error.recovery_time
+    elif isinstance(error, NodeCancellationError):
+        category = ErrorCategory.CANCELLED
+    elif isinstance(error, NodeRetryExhaustedError):
+        category = ErrorCategory.RETRY_EXHAUSTED
+    elif isinstance(error, ConfigError | NodeValidationError):
+        category = ErrorCategory.VALIDATION
+    return ErrorClassification(category, retryable, error.code, retry_after)
 
 
-def _classify_group(group: BaseExceptionGroup[Any], depth: int, seen: set[int]) -> ErrorClassification:
-    verdicts = [_classify(member, depth + 1, seen) for member in group.exceptions]
-    if not verdicts:
+def _classify_group(
+    group: BaseExceptionGroup[Any], depth: int, seen: set[int]
+) -> ErrorClassification:
+    if depth >= _MAX_DEPTH:
         return _UNKNOWN
+    verdicts = [_classify(member, depth + 1, seen) for member in group.exceptions]
     for verdict in verdicts:
         if not verdict.retryable:
             return verdict
     waits = [v.retry_after for v in verdicts if v.retry_after is not None]
-    first = verdicts[0]
-    return attrs.evolve(first, retry_after=max(waits) if waits else None)
+    return attrs.evolve(verdicts[0], retry_after=max(waits) if waits else None)
 
 
-def _classify(error: BaseException, depth: int, seen: set[int]) -> ErrorClassification:  # noqa: C901, PLR0911, PLR0912
-    if is_control_flow(error):
-        return _CANCELLED
+def _matching_rule(error: BaseException) -> ErrorClassification | None:
     for rule in _rules:
         if rule.matches(error):
             return ErrorClassification(
@@ -357,36 +411,57 @@ def _classify(error: BaseException, depth: int, seen: set[int]) -> ErrorClassifi
                 rule.code or _CODE_FOR.get(rule.category, ErrorCode.UNKNOWN),
                 _retry_after(error),
             )
+    return None
+
+
+def _is_network(error: BaseException, names: tuple[str, ...]) -> bool:
+    return (
+        isinstance(error, ConnectionError | socket.gaierror | socket.herror)
+        or (isinstance(error, OSError) and error.errno in _NETWORK_ERRNOS)
+        or any(_NETWORK_NAME.search(name) for name in names)
+    )
+
+
+def _classify(error: BaseException, depth: int, seen: set[int]) -> ErrorClassification:
+    """Rules 1-4 of the module docstring, then `_classify_other`."""
+    if is_control_flow(error):
+        return _CANCELLED
+    verdict = _matching_rule(error)
+    if verdict is not None:
+        return verdict
     if isinstance(error, NodeExecutionError):
         return _own_error(error)
+    names = _mro_names(error)
+    is_validation = any(_VALIDATION_NAME.search(name) for name in names)
     if isinstance(error, BaseExceptionGroup):
-        return _classify_group(error, depth, seen)
+        return _VALIDATION if is_validation else _classify_group(error, depth, seen)
+    return _classify_other(error, names, is_validation, depth, seen)
+
+
+def _classify_other(  # noqa: PLR0911 - one return per rule reads best
+    error: BaseException, names: tuple[str, ...], is_validation: bool, depth: int, seen: set[int]
+) -> ErrorClassification:
+    """Rules 5-12 of the module docstring."""
     retry_after = _retry_after(error)
     status = _http_status(error)
     if status is not None:
         return _http_verdict(status, retry_after)
-    names = _mro_names(error)
     if isinstance(error, TimeoutError) or any("Timeout" in name for name in names):
-        return ErrorClassification(ErrorCategory.TIMEOUT, True, retry_after=retry_after)
-    if (
-        isinstance(error, ConnectionError | socket.gaierror | socket.herror)
-        or (isinstance(error, OSError) and error.errno in _NETWORK_ERRNOS)
-        or any(_NETWORK_NAME.search(name) for name in names)
-    ):
-        return ErrorClassification(ErrorCategory.NETWORK, True, retry_after=retry_after)
-    if any(_VALIDATION_NAME.search(name) for name in names) or isinstance(error, ValueError):
-        return ErrorClassification(ErrorCategory.VALIDATION, False)
+        return ErrorClassification(ErrorCategory.TIMEOUT, retryable=True, retry_after=retry_after)
+    if _is_network(error, names):
+        return ErrorClassification(ErrorCategory.NETWORK, retryable=True, retry_after=retry_after)
+    if is_validation or isinstance(error, ValueError):
+        return _VALIDATION
     if isinstance(error, _PROGRAMMING):
-        return ErrorClassification(ErrorCategory.PROGRAMMING, False)
+        return ErrorClassification(ErrorCategory.PROGRAMMING, retryable=False)
     cause = error.__cause__
-    if cause is not None and id(cause) not in seen and depth < 16:
-        seen.add(id(error))
+    seen.add(id(error))
+    if cause is not None and id(cause) not in seen and depth < _MAX_DEPTH:
         verdict = _classify(cause, depth + 1, seen)
         if verdict.category is not ErrorCategory.UNKNOWN:
             return verdict
-    if _TRANSIENT_TEXT.search(_message(error)):
-        return ErrorClassification(ErrorCategory.UNKNOWN, True, retry_after=retry_after)
-    return ErrorClassification(ErrorCategory.UNKNOWN, False, retry_after=retry_after)
+    transient = bool(_TRANSIENT_TEXT.search(_message(error)))
+    return ErrorClassification(ErrorCategory.UNKNOWN, retryable=transient, retry_after=retry_after)
 
 
 def _message(error: BaseException) -> str:

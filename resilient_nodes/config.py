@@ -13,8 +13,9 @@ import math
 import tomllib
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from os import PathLike
-from typing import Any, Final, TypeVar
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import attrs
 import cattrs
@@ -22,9 +23,13 @@ from cattrs.errors import (
     ClassValidationError,
     ForbiddenExtraKeysError,
     IterableValidationError,
+    IterableValidationNote,
 )
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from os import PathLike
 
 __all__ = [
     "LLM_RETRY",
@@ -59,6 +64,22 @@ def _describe(value: object) -> str:
     return f"{text} ({type(value).__name__})"
 
 
+_DURATION_TYPES: Final = "a duration in seconds (int, float or timedelta)"
+
+
+def _duration_problem(value: object) -> str | None:
+    """What is wrong with *value* as a duration in seconds, or None."""
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    elif not isinstance(value, int | float) or isinstance(value, bool):
+        return f"must be {_DURATION_TYPES}, got {_describe(value)}"
+    if not math.isfinite(value):
+        return f"must be finite, got {value}"
+    if value < 0:
+        return f"must be >= 0, got {value:g}"
+    return None
+
+
 def to_seconds(value: object, /, *, name: str = "seconds") -> float:
     """Normalise a duration to float seconds.
 
@@ -70,28 +91,32 @@ def to_seconds(value: object, /, *, name: str = "seconds") -> float:
         The duration in seconds.
 
     Raises:
-        ConfigError: If the value is not a finite, non-negative duration.
+        ConfigError: If the value is not a finite, non-negative duration (a bool
+            is not a number here).
     """
+    problem = _duration_problem(value)
+    if problem is not None:
+        raise ConfigError([(name, problem)])
     if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise ConfigError(
-            [(name, f"must be a duration in seconds (int, float or timedelta), got {_describe(value)}")]
-        )
-    if not math.isfinite(seconds):
-        raise ConfigError([(name, f"must be finite, got {seconds}")])
-    if seconds < 0:
-        raise ConfigError([(name, f"must be >= 0, got {seconds:g}")])
-    return seconds
+        return value.total_seconds()
+    return float(value)  # type: ignore[arg-type]
 
 
-def _seconds_converter(value: object, _self: object, field: attrs.Attribute[Any]) -> float:
-    return to_seconds(value, name=field.name)
+# attrs converters cannot name the field they convert (not in a form the mypy
+# plugin understands), so they only normalise what is valid and pass anything else
+# through unchanged; the validators, which do get the field, report the problem.
 
 
-_SECONDS = attrs.Converter(_seconds_converter, takes_self=True, takes_field=True)  # type: ignore[misc,call-overload]
+def _seconds_field(value: Seconds) -> float:
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return _float_field(value)
+
+
+def _float_field(value: float) -> float:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def _integer(low: int, high: int) -> Callable[[object, attrs.Attribute[Any], object], None]:
@@ -106,30 +131,35 @@ def _integer(low: int, high: int) -> Callable[[object, attrs.Attribute[Any], obj
     return check
 
 
+def _number_problem(value: object, *, duration: bool) -> str | None:
+    if duration:
+        return _duration_problem(value)
+    if not isinstance(value, float):
+        return f"must be a number, got {_describe(value)}"
+    if not math.isfinite(value):
+        return f"must be finite, got {value}"
+    return None
+
+
 def _number(
-    *, gt: float | None = None, ge: float | None = None, le: float | None = None
-) -> Callable[[object, attrs.Attribute[Any], float], None]:
-    def check(_inst: object, field: attrs.Attribute[Any], value: float) -> None:
-        if gt is not None and not value > gt:
-            raise ConfigError([(field.name, f"must be > {gt:g}, got {value:g}")])
-        if ge is not None and not value >= ge:
-            raise ConfigError([(field.name, f"must be >= {ge:g}, got {value:g}")])
-        if le is not None and not value <= le:
-            raise ConfigError([(field.name, f"must be <= {le:g}, got {value:g}")])
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    le: float | None = None,
+    duration: bool = False,
+) -> Callable[[object, attrs.Attribute[Any], Any], None]:
+    def check(_inst: object, field: attrs.Attribute[Any], value: Any) -> None:
+        problem = _number_problem(value, duration=duration)
+        if problem is None and gt is not None and not value > gt:
+            problem = f"must be > {gt:g}, got {value:g}"
+        if problem is None and ge is not None and not value >= ge:
+            problem = f"must be >= {ge:g}, got {value:g}"
+        if problem is None and le is not None and not value <= le:
+            problem = f"must be <= {le:g}, got {value:g}"
+        if problem is not None:
+            raise ConfigError([(field.name, problem)])
 
     return check
-
-
-def _float_converter(value: object, _self: object, field: attrs.Attribute[Any]) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        result = float(value)
-        if math.isfinite(result):
-            return result
-        raise ConfigError([(field.name, f"must be finite, got {result}")])
-    raise ConfigError([(field.name, f"must be a number, got {_describe(value)}")])
-
-
-_FLOAT = attrs.Converter(_float_converter, takes_self=True, takes_field=True)  # type: ignore[misc,call-overload]
 
 
 def _optional_callable(_inst: object, field: attrs.Attribute[Any], value: object) -> None:
@@ -166,11 +196,23 @@ class RetryConfig:
     """
 
     attempts: int = attrs.field(default=3, validator=_integer(1, 1000))
-    backoff: float = attrs.field(default=1.0, converter=_SECONDS)
-    multiplier: float = attrs.field(default=2.0, converter=_FLOAT, validator=_number(ge=1.0, le=100.0))
-    max_backoff: float = attrs.field(default=30.0, converter=_SECONDS)
-    jitter: float = attrs.field(default=0.25, converter=_FLOAT, validator=_number(ge=0.0, le=1.0))
-    max_retry_after: float = attrs.field(default=120.0, converter=_SECONDS)
+    backoff: float = attrs.field(
+        default=1.0, converter=_seconds_field, validator=_number(duration=True)
+    )
+    multiplier: float = attrs.field(
+        default=2.0,
+        converter=_float_field,
+        validator=_number(ge=1.0, le=100.0),
+    )
+    max_backoff: float = attrs.field(
+        default=30.0, converter=_seconds_field, validator=_number(duration=True)
+    )
+    jitter: float = attrs.field(
+        default=0.25, converter=_float_field, validator=_number(ge=0.0, le=1.0)
+    )
+    max_retry_after: float = attrs.field(
+        default=120.0, converter=_seconds_field, validator=_number(duration=True)
+    )
     retry_on: (
         type[BaseException] | tuple[type[BaseException], ...] | Callable[[Exception], bool] | None
     ) = attrs.field(default=None, metadata=_LOCAL)
@@ -180,6 +222,7 @@ class RetryConfig:
 
     @max_backoff.validator
     def _check_cap(self, _field: attrs.Attribute[Any], value: float) -> None:
+        # Runs after max_backoff's own check, and backoff's check ran before both.
         if value < self.backoff:
             raise ConfigError(
                 [("max_backoff", f"must be >= backoff ({self.backoff:g}), got {value:g}")]
@@ -187,10 +230,12 @@ class RetryConfig:
 
     @retry_on.validator
     def _check_retry_on(self, _field: attrs.Attribute[Any], value: object) -> None:
-        if value is None or callable(value) and not isinstance(value, type):
+        if value is None or (callable(value) and not isinstance(value, type)):
             return
         types = value if isinstance(value, tuple) else (value,)
-        if not types or not all(isinstance(t, type) and issubclass(t, BaseException) for t in types):
+        if not types or not all(
+            isinstance(t, type) and issubclass(t, BaseException) for t in types
+        ):
             raise ConfigError(
                 [("retry_on", f"must be exception type(s) or a predicate, got {_describe(value)}")]
             )
@@ -209,7 +254,9 @@ class BreakerConfig:
 
     failure_threshold: int = attrs.field(default=5, validator=_integer(1, 1_000_000))
     recovery_timeout: float = attrs.field(
-        default=60.0, converter=_SECONDS, validator=_number(gt=0.0)
+        default=60.0,
+        converter=_seconds_field,
+        validator=_number(gt=0.0, duration=True),
     )
     success_threshold: int = attrs.field(default=1, validator=_integer(1, 1_000_000))
 
@@ -225,19 +272,25 @@ class TimeoutConfig:
         cleanup_timeout: Bound on ``on_timeout``, in seconds.
     """
 
-    seconds: float = attrs.field(converter=_SECONDS, validator=_number(gt=0.0))
+    seconds: float = attrs.field(converter=_seconds_field, validator=_number(gt=0.0, duration=True))
     on_timeout: Callable[..., Any] | None = attrs.field(
         default=None, validator=_optional_callable, metadata=_LOCAL
     )
     cleanup_timeout: float = attrs.field(
-        default=5.0, converter=_SECONDS, validator=_number(gt=0.0)
+        default=5.0,
+        converter=_seconds_field,
+        validator=_number(gt=0.0, duration=True),
     )
 
 
-LLM_RETRY: Final = RetryConfig(attempts=3, backoff=1.0, multiplier=2.0, max_backoff=30.0, jitter=0.25)
+LLM_RETRY: Final = RetryConfig(
+    attempts=3, backoff=1.0, multiplier=2.0, max_backoff=30.0, jitter=0.25
+)
 """The seed's LLM preset: 3 attempts, 1 s doubling to at most 30 s, +0..25% jitter."""
 
-TOOL_RETRY: Final = RetryConfig(attempts=3, backoff=0.5, multiplier=2.0, max_backoff=10.0, jitter=0.25)
+TOOL_RETRY: Final = RetryConfig(
+    attempts=3, backoff=0.5, multiplier=2.0, max_backoff=10.0, jitter=0.25
+)
 """The seed's tool preset: 3 attempts, 0.5 s doubling to at most 10 s."""
 
 VALIDATION_RETRY: Final = RetryConfig(
@@ -256,41 +309,111 @@ for _passthrough in (int, float, str, bool):
 # Fields that hold code are validated by attrs too; cattrs has no hook for them.
 _CALLABLE_TYPES: Final = frozenset(
     attrs.fields_dict(attrs.resolve_types(cls))[name].type
-    for cls, name in ((RetryConfig, "retry_on"), (RetryConfig, "on_retry"), (TimeoutConfig, "on_timeout"))
+    for cls, name in (
+        (RetryConfig, "retry_on"),
+        (RetryConfig, "on_retry"),
+        (TimeoutConfig, "on_timeout"),
+    )
 )
 _converter.register_structure_hook_func(lambda t: t in _CALLABLE_TYPES, lambda value, _type: value)
 
+_CONFIG_CLASSES: Final = frozenset({RetryConfig, BreakerConfig, TimeoutConfig})
+
+
+def _field_problems(cls: type[Any], data: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Every field's problem, not just the first one ``__init__`` stops at.
+
+    The given values are converted (our converters never raise) and each is
+    validated against a stand-in instance holding the converted values and the
+    defaults, so cross-field checks see what ``__init__`` would. A cross-field
+    check tripping over a broken other field is skipped: that field already
+    reports its own problem.
+    """
+    fields = attrs.fields_dict(cls)
+    values = {name: field.default for name, field in fields.items()}
+    for name, value in data.items():
+        converter: Any = fields[name].converter  # only plain functions on our classes
+        values[name] = value if converter is None else converter(value)
+    stand_in = SimpleNamespace(**values)
+    problems: list[tuple[str, str]] = []
+    for name in (name for name in fields if name in data):  # in declaration order
+        validator = fields[name].validator
+        try:
+            if validator is not None:
+                validator(stand_in, fields[name], values[name])
+        except ConfigError as error:
+            problems.extend(error.problems)
+        except Exception:  # noqa: S110 - see the docstring
+            pass
+    return problems
+
+
+def _structure_config(data: object, cls: type[_T]) -> _T:
+    """Build one of our config classes, reporting every problem at once."""
+    if not isinstance(data, Mapping):
+        raise ConfigError([("", f"must be a table/mapping, got {_describe(data)}")])
+    fields = attrs.fields_dict(cls)  # type: ignore[arg-type]
+    problems: list[tuple[str, str]] = []
+    unknown = sorted(str(key) for key in data if key not in fields or not fields[key].init)
+    if unknown:
+        problems.append(("", f"unknown key(s): {', '.join(unknown)}"))
+    problems.extend(
+        (name, "is required")
+        for name, field in fields.items()
+        if field.init and field.default is attrs.NOTHING and name not in data
+    )
+    known = {key: value for key, value in data.items() if key in fields and fields[key].init}
+    if not problems:
+        try:
+            return cls(**known)
+        except ConfigError as error:
+            problems.extend(_field_problems(cls, known) or error.problems)
+    else:
+        problems.extend(_field_problems(cls, known))
+    raise ConfigError(problems)
+
+
+_converter.register_structure_hook_func(lambda t: t in _CONFIG_CLASSES, _structure_config)
+
 
 def _problems(error: BaseException, path: str) -> list[tuple[str, str]]:
-    found: list[tuple[str, str]] = []
+    """Flatten a (possibly nested) structuring error into ``(path, message)`` pairs."""
     if isinstance(error, ConfigError):
-        found.extend(error.prefixed(path).problems)
-    elif isinstance(error, ClassValidationError | IterableValidationError):
+        return list(error.prefixed(path).problems)
+    if isinstance(error, ClassValidationError | IterableValidationError):
+        found: list[tuple[str, str]] = []
         with_notes, without_notes = error.group_exceptions()
         for sub, note in with_notes:
-            if isinstance(error, IterableValidationError):
-                sub_path = f"{path}[{note.index}]"  # type: ignore[attr-defined]
+            if isinstance(note, IterableValidationNote):
+                sub_path = f"{path}[{note.index!r}]"
             else:
-                name = note.name  # type: ignore[attr-defined]
-                sub_path = f"{path}.{name}" if path else name
+                sub_path = f"{path}.{note.name}" if path else note.name
             found.extend(_problems(sub, sub_path))
-        for sub in without_notes:
-            found.extend(_problems(sub, path))
-    elif isinstance(error, ForbiddenExtraKeysError):
+        for other in without_notes:
+            found.extend(_problems(other, path))
+        return found
+    if isinstance(error, ForbiddenExtraKeysError):
         keys = ", ".join(sorted(error.extra_fields))
-        found.append((path, f"unknown key(s): {keys}"))
-    elif isinstance(error, KeyError):
-        found.append((path, f"missing required key {error.args[0]!r}"))
-    elif isinstance(error, BaseExceptionGroup):
-        for sub in error.exceptions:
-            found.extend(_problems(sub, path))
-    else:
-        found.append((path, f"invalid value: {error}"))
-    return found
+        return [(path, f"unknown key(s): {keys}")]
+    if isinstance(error, KeyError):
+        return [(path, "is required")]
+    if isinstance(error, BaseExceptionGroup):
+        return [found for sub in error.exceptions for found in _problems(sub, path)]
+    return [(path, f"invalid value: {_describe_error(error)}")]
+
+
+def _describe_error(error: BaseException) -> str:
+    try:
+        return str(error) or type(error).__name__
+    except Exception:
+        return type(error).__name__
 
 
 def load_config(data: object, cls: type[_T], /, *, path: str = "") -> _T:
     """Build a config object from plain data (a dict, as from JSON or TOML).
+
+    Works for our config classes and for any attrs class built from them (a
+    ``list[RetryConfig]`` field reports paths like ``layers[1].attempts``).
 
     Args:
         data: The plain data.
@@ -307,9 +430,7 @@ def load_config(data: object, cls: type[_T], /, *, path: str = "") -> _T:
         raise ConfigError([(path, f"must be a table/mapping, got {_describe(data)}")])
     try:
         return _converter.structure(data, cls)
-    except ConfigError as error:
-        raise error.prefixed(path) from None
-    except (ClassValidationError, IterableValidationError) as error:
+    except Exception as error:
         raise ConfigError(_problems(error, path)) from None
 
 
@@ -320,10 +441,13 @@ def unstructure_config(config: object, /) -> dict[str, Any]:
     written out: they are left out when unset, and refused when set.
 
     Raises:
-        ConfigError: If a code-holding field is set.
+        ConfigError: If a code-holding field is set, or *config* is not an
+            attrs instance.
     """
+    if not attrs.has(type(config)):
+        raise ConfigError([("", f"is not a config object: {_describe(config)}")])
     data: dict[str, Any] = {}
-    for field in attrs.fields(type(config)):
+    for field in attrs.fields(cast("type[attrs.AttrsInstance]", type(config))):
         value = getattr(config, field.name)
         if field.metadata.get("serialize", True):
             data[field.name] = _converter.unstructure(value)
@@ -335,11 +459,16 @@ def unstructure_config(config: object, /) -> dict[str, Any]:
 
 
 def load_toml(path: str | PathLike[str], /) -> dict[str, Any]:
-    """Read a TOML file into plain data, with a `ConfigError` if it is malformed."""
+    """Read a TOML file into plain data.
+
+    Raises:
+        ConfigError: If the file cannot be read or is not valid TOML (including
+            text that is not UTF-8), with the file name as the path.
+    """
     try:
-        with open(path, "rb") as handle:
+        with Path(path).open("rb") as handle:
             return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as error:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError([(str(path), f"invalid TOML: {error}")]) from error
     except OSError as error:
         raise ConfigError([(str(path), f"cannot read: {error.strerror or error}")]) from error

@@ -141,7 +141,9 @@ def create_execution_context(
         node_name=node_name,
         attempt=attempt,
         run_id=run_id,
-        thread_id=_text(configurable.get("thread_id")) if isinstance(configurable, Mapping) else None,
+        thread_id=_text(configurable.get("thread_id"))
+        if isinstance(configurable, Mapping)
+        else None,
         metadata=merged,
     )
 

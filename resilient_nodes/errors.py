@@ -20,8 +20,11 @@ pools.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
-from typing import Any, Final
+import pickle
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
 
 __all__ = [
     "MESSAGE_TEMPLATES",
@@ -37,7 +40,7 @@ __all__ = [
 ]
 
 
-class ErrorCode(str, enum.Enum):
+class ErrorCode(enum.StrEnum):
     """Machine-readable code carried by every `NodeExecutionError`."""
 
     NODE_TIMEOUT = "NODE_TIMEOUT"
@@ -46,9 +49,6 @@ class ErrorCode(str, enum.Enum):
     CANCELLED = "CANCELLED"
     CIRCUIT_OPEN = "CIRCUIT_OPEN"
     UNKNOWN = "UNKNOWN"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 MESSAGE_TEMPLATES: Final[Mapping[ErrorCode, str]] = {
@@ -74,8 +74,10 @@ class _SafeDict(dict[str, Any]):
 def format_message(code: ErrorCode, /, **fields: Any) -> str:
     """Render the message template for *code*.
 
-    Missing fields render as ``<name?>`` instead of raising: building an error
-    message must never fail on the error path.
+    Building an error message must never fail on the error path: a missing
+    field renders as ``<name?>``, a float as its shortest form (``5`` rather than
+    ``5.0``), and a value whose ``str()`` raises, or that is very long, through
+    the same guard the errors use for their causes.
 
     Args:
         code: Which template to use.
@@ -84,16 +86,15 @@ def format_message(code: ErrorCode, /, **fields: Any) -> str:
     Returns:
         The formatted message.
     """
-    values = _SafeDict(fields)
+    values = _SafeDict({key: _render(value) for key, value in fields.items()})
     values.setdefault("node", "<unnamed>")
-    for key, value in list(values.items()):
-        if isinstance(value, float):
-            values[key] = _fmt_seconds(value)
     return MESSAGE_TEMPLATES[code].format_map(values)
 
 
-def _fmt_seconds(value: float) -> str:
-    return f"{value:g}"
+def _render(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return _safe_str(value)
 
 
 def _safe_str(value: object, limit: int = 500) -> str:
@@ -142,13 +143,34 @@ class NodeExecutionError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Keyword-only constructors defeat BaseException's default pickling, which
-        # replays only ``args``; rebuild from args and restore the instance dict.
-        return (_rebuild, (type(self), self.args), self.__dict__)
+        # replays only ``args``: rebuild from args and restore the instance dict.
+        # An attribute holding an exception that does not pickle (a cause carrying
+        # a lock or a socket) is replaced by a stand-in with the same text, so the
+        # error itself still crosses a process boundary. ``__cause__`` is carried
+        # too, which the default pickling of exceptions drops.
+        state = {key: _picklable(value) for key, value in self.__dict__.items()}
+        cause = _picklable(self.__cause__) if self.__cause__ is not None else None
+        return (_rebuild, (type(self), self.args, cause), state)
 
 
-def _rebuild(cls: type[NodeExecutionError], args: tuple[Any, ...]) -> NodeExecutionError:
+def _picklable(value: object) -> object:
+    if not isinstance(value, BaseException):
+        return value
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return NodeExecutionError(f"{type(value).__name__}: {_safe_str(value)}")
+    return value
+
+
+def _rebuild(
+    cls: type[NodeExecutionError],
+    args: tuple[Any, ...],
+    cause: BaseException | None = None,
+) -> NodeExecutionError:
     error = cls.__new__(cls)
     Exception.__init__(error, *args)
+    error.__cause__ = cause
     return error
 
 
@@ -303,6 +325,13 @@ class ConfigError(NodeExecutionError, ValueError):
         """Return a copy whose paths are nested under *prefix*."""
         if not prefix:
             return self
-        return ConfigError(
-            (f"{prefix}.{path}" if path else prefix, msg) for path, msg in self.problems
-        )
+        return ConfigError((_join_path(prefix, path), msg) for path, msg in self.problems)
+
+
+def _join_path(prefix: str, path: str) -> str:
+    """``prefix.path``, or ``prefix[1]...`` when *path* starts with an index."""
+    if not path:
+        return prefix
+    if path.startswith("["):
+        return prefix + path
+    return f"{prefix}.{path}"

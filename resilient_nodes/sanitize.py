@@ -11,7 +11,7 @@ import re
 import sysconfig
 import traceback
 from collections.abc import Mapping
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import Final
 
 from .errors import ErrorCode, NodeExecutionError, _safe_str
@@ -20,39 +20,72 @@ __all__ = ["normalize_error", "redact_secrets", "sanitize_traceback"]
 
 _REDACTED: Final = "[REDACTED]"
 
-# Ordered: URL credentials first, so the password inside a URL is not half-matched
-# by the key=value rule.
-_SECRET_PATTERNS: Final[tuple[tuple[re.Pattern[str], str], ...]] = (
-    # scheme://user:password@host -> scheme://[REDACTED]@host
-    (re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/@:]+:[^\s/@]+@"), r"\g<scheme>"
-     + _REDACTED + "@"),
-    # Authorization: Bearer <token> / Basic <token>
-    (re.compile(r"(?i)\b(?P<kind>bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\g<kind> " + _REDACTED),
-    # Provider key shapes: OpenAI/Anthropic sk-..., GitHub, Slack, AWS, Google.
-    (re.compile(r"\bsk-[A-Za-z0-9_-]{12,}"), _REDACTED),
-    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), _REDACTED),
-    (re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"), _REDACTED),
-    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), _REDACTED),
-    (re.compile(r"\bAIza[0-9A-Za-z_-]{30,}"), _REDACTED),
-    # key=value, key: value, "key": "value" for secret-looking keys.
-    (
-        re.compile(
-            r"(?i)(?P<key>\b[\w-]*(?:password|passwd|pwd|secret|token|api[_-]?key|apikey"
-            r"|access[_-]?key|private[_-]?key|auth|credential|session[_-]?id)[\w-]*)"
-            r"(?P<sep>[\"']?\s*[=:]\s*[\"']?)(?P<value>[^\s\"',;&}\]]+)"
-        ),
-        r"\g<key>\g<sep>" + _REDACTED,
-    ),
+# Credential charset for bearer-style tokens (RFC 6750 b64token, plus JWT dots).
+_CREDENTIAL_CHARS: Final = r"[A-Za-z0-9._~+/=-]"
+# Keys whose value is a secret. The secret word must end the key (optionally with a
+# _key/_id/_token/_value suffix), so "max_tokens", "tokenizer" and "author" are not
+# keys of secrets while "access_token", "X-Api-Key" and "DB_PASSWORD" are.
+_SENSITIVE_NAME: Final = (
+    r"[\w-]*?(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key"
+    r"|private[_-]?key|auth|authorization|credentials?|session[_-]?id|cookie)"
+    r"(?:[_-]?(?:key|id|token|value))?"
 )
+_URL_CREDENTIALS: Final = re.compile(r"\b(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^\s/@:]+:[^\s/@]+@")
+_SCHEME_CREDENTIALS: Final = re.compile(
+    rf"(?i)\b(?P<scheme>bearer|basic|token)\s+(?P<token>{_CREDENTIAL_CHARS}{{8,}})"
+)
+_KEY_SHAPES: Final = re.compile(
+    r"\bsk-[A-Za-z0-9_-]{12,}"  # OpenAI (sk-proj-...), Anthropic (sk-ant-api03-...)
+    r"|\bgh[pousr]_[A-Za-z0-9]{20,}"  # GitHub
+    r"|\bgithub_pat_[A-Za-z0-9_]{20,}"
+    r"|\bxox[abprs]-[A-Za-z0-9-]{10,}"  # Slack
+    r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"  # AWS access key ids
+    r"|\bAIza[0-9A-Za-z_-]{30,}"  # Google
+)
+_KEY_VALUE: Final = re.compile(
+    rf"(?i)(?P<key>\b{_SENSITIVE_NAME})\b(?P<sep>[\"']?\s*[=:]\s*)"
+    r"(?:(?P<quote>[\"'])(?P<quoted>[^\"'\n]*)(?P=quote)|(?P<bare>[^\s\"',;&}\]]+))"
+)
+_HOME: Final = re.compile(r"(?<![\w./-])(?:/home/[^/\s\"']+|/Users/[^/\s\"']+|/root)(?=/|\b|$)")
+
+
+def _looks_like_credential(token: str) -> bool:
+    # Prose after "basic"/"token" ("basic authentication", "token expired") is
+    # letters only and lowercase after the first; credentials almost never are.
+    return any(c.isdigit() or c in "._~+/=-" for c in token) or any(c.isupper() for c in token[1:])
+
+
+def _redact_scheme(match: re.Match[str]) -> str:
+    if not _looks_like_credential(match["token"]):
+        return match[0]
+    return f"{match['scheme']} {_REDACTED}"
+
+
+def _redact_value(match: re.Match[str]) -> str:
+    if match["quote"] is not None:
+        if not match["quoted"] or match["quoted"].startswith(_REDACTED):
+            return match[0]
+        return f"{match['key']}{match['sep']}{match['quote']}{_REDACTED}{match['quote']}"
+    value = match["bare"]
+    if value.startswith("[REDACTED") or value.lower() in {"bearer", "basic", "token"}:
+        # Already redacted by a more specific rule, or an auth scheme whose
+        # credential the scheme rule handled.
+        return match[0]
+    return f"{match['key']}{match['sep']}{_REDACTED}"
 
 
 def redact_secrets(text: str) -> str:
     """Replace secrets that commonly leak into error text with ``[REDACTED]``.
 
-    Covers API keys shaped like ``sk-...`` (and GitHub, Slack, AWS, Google keys),
-    ``Bearer``/``Basic`` credentials, ``password=``/``token=``/``api_key=``-style
-    values (also JSON-quoted), credentials inside URLs, and absolute home paths
-    (replaced with ``~``).
+    Covers: credentials inside URLs (``postgres://user:pass@host`` becomes
+    ``postgres://[REDACTED]@host``); ``Bearer``/``Basic``/``Token`` credentials;
+    API keys by their shape (OpenAI and Anthropic ``sk-...``, GitHub ``ghp_...``,
+    Slack, AWS ``AKIA...``, Google); the values of secret-looking keys in
+    ``key=value``, ``key: value`` and JSON ``"key": "value"`` form (``password``,
+    ``token``, ``api_key``, ``secret``, ``authorization``...; a key only counts if
+    it *ends* with the secret word, so ``max_tokens: 4096`` and ``tokenizer`` are
+    left alone); and home directories (``/home/alice``, ``/Users/alice``,
+    ``/root``), replaced with ``~``.
 
     Args:
         text: Any text.
@@ -60,26 +93,24 @@ def redact_secrets(text: str) -> str:
     Returns:
         The text with secrets replaced.
     """
-    try:
-        for pattern, replacement in _SECRET_PATTERNS:
-            text = pattern.sub(replacement, text)
-        return _HOME_RE.sub("~", text)
-    except Exception:  # pragma: no cover - re.sub on a str does not fail
-        return _REDACTED
+    text = _URL_CREDENTIALS.sub(rf"\g<scheme>{_REDACTED}@", text)
+    text = _SCHEME_CREDENTIALS.sub(_redact_scheme, text)
+    text = _KEY_SHAPES.sub(_REDACTED, text)
+    text = _KEY_VALUE.sub(_redact_value, text)
+    return _HOME.sub("~", text)
 
 
-_HOME_RE: Final = re.compile(r"(?:/home/[^/\s\"']+|/Users/[^/\s\"']+|/root)(?=/|\b)")
+def _absolute(path: str) -> str:
+    # os.path rather than pathlib: normalise without resolving symlinks, because
+    # frame filenames are the unresolved paths modules were imported from.
+    return os.path.normcase(os.path.abspath(path))  # noqa: PTH100
 
 
 def _library_dirs() -> tuple[str, ...]:
-    dirs: set[str] = set()
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        try:
-            path = sysconfig.get_paths()[key]
-        except KeyError:  # pragma: no cover - every CPython has these
-            continue
-        dirs.add(os.path.normcase(os.path.abspath(path)))
-    dirs.add(os.path.normcase(os.path.abspath(os.path.dirname(os.__file__))))
+    paths = sysconfig.get_paths()
+    dirs = {_absolute(paths[key]) for key in ("stdlib", "platstdlib", "purelib", "platlib")}
+    dirs.add(_absolute(str(Path(os.__file__).parent)))
+    # Longest first, so a site-packages inside the stdlib directory wins.
     return tuple(sorted(dirs, key=len, reverse=True))
 
 
@@ -91,29 +122,25 @@ def _is_library_frame(filename: str) -> bool:
         return True
     if filename.startswith("<frozen "):
         return True
-    norm = os.path.normcase(os.path.abspath(filename)) if os.path.isabs(filename) else ""
-    return any(norm.startswith(d + os.sep) for d in _LIB_DIRS) if norm else False
+    if not PurePath(filename).is_absolute():
+        return False
+    norm = _absolute(filename)
+    return any(norm.startswith(d + os.sep) for d in _LIB_DIRS)
 
 
 def _relative_path(filename: str, base: str) -> str:
-    if not os.path.isabs(filename):
+    if not PurePath(filename).is_absolute():
         return filename
-    try:
-        rel = os.path.relpath(filename, base)
-    except ValueError:  # pragma: no cover - different drive on Windows
-        rel = filename
+    rel = os.path.relpath(filename, base)
     if rel.startswith(".."):
         # Outside the project: keep only the last two parts, never an absolute path.
-        parts = PurePath(filename).parts
-        return "/".join(parts[-2:])
+        return "/".join(PurePath(filename).parts[-2:])
     return rel
 
 
 def _clean_stack(te: traceback.TracebackException, base: str, drop_library: bool) -> None:
     frames = [
-        frame
-        for frame in te.stack
-        if not (drop_library and _is_library_frame(frame.filename))
+        frame for frame in te.stack if not (drop_library and _is_library_frame(frame.filename))
     ]
     for frame in frames:
         frame.filename = _relative_path(frame.filename, base)
@@ -123,6 +150,24 @@ def _clean_stack(te: traceback.TracebackException, base: str, drop_library: bool
             _clean_stack(linked, base, drop_library)
     for member in te.exceptions or ():
         _clean_stack(member, base, drop_library)
+
+
+def _shorten_paths(text: str, base: str) -> str:
+    """Make paths in free text (messages, source lines) relative as well."""
+    for directory in sorted((base, *_LIB_DIRS), key=len, reverse=True):
+        text = text.replace(directory + os.sep, "")
+    return text
+
+
+_TRUNCATED: Final = "...[truncated]...\n"
+
+
+def _keep_tail(text: str, max_length: int) -> str:
+    if max_length <= 0 or len(text) <= max_length:
+        return text
+    if max_length <= len(_TRUNCATED):
+        return text[-max_length:]
+    return _TRUNCATED + text[-(max_length - len(_TRUNCATED)) :]
 
 
 def sanitize_traceback(
@@ -135,22 +180,27 @@ def sanitize_traceback(
 ) -> str:
     """Format an exception's traceback so it is safe to store and show.
 
-    Frames from site-packages and the standard library are dropped (by default),
-    paths are made relative to *relative_to* (the working directory by default)
-    and never left absolute, secrets are redacted, and the result is cut to
-    *max_length* characters, keeping the end, where the error is.
+    Frames from site-packages and the standard library are dropped (by default);
+    frame paths are made relative to *relative_to* (the working directory by
+    default), and a frame outside it keeps only its last two path parts, so no
+    frame path is left absolute. In the rest of the text (messages, source
+    lines) paths under *relative_to* or the Python installation are made
+    relative too and home directories become ``~``. Secrets are redacted (see
+    `redact_secrets`). Chained causes, contexts and exception-group members get
+    the same treatment. The result is cut to *max_length* characters, keeping
+    the end, where the error is.
 
     Args:
         error: The exception (or an already formatted traceback string).
-        max_length: Longest result, in characters.
+        max_length: Longest result, in characters (0 or less: no limit).
         drop_library_frames: Drop site-packages and standard-library frames.
         relative_to: Directory that paths are made relative to.
 
     Returns:
         The sanitized traceback text. Never raises.
     """
-    base = os.fspath(relative_to) if relative_to is not None else os.getcwd()
     try:
+        base = _absolute(os.fspath(relative_to) if relative_to is not None else str(Path.cwd()))
         if isinstance(error, str):
             text = error
         else:
@@ -159,13 +209,10 @@ def sanitize_traceback(
             )
             _clean_stack(te, base, drop_library_frames)
             text = "".join(te.format())
+        text = _shorten_paths(text, base)
     except Exception:
         text = _fallback_text(error)
-    text = redact_secrets(text)
-    if len(text) > max_length > 0:
-        marker = "...[truncated]...\n"
-        text = marker + text[-(max_length - len(marker)) :]
-    return text
+    return _keep_tail(redact_secrets(text), max_length)
 
 
 def _fallback_text(error: object) -> str:
@@ -197,17 +244,27 @@ def normalize_error(value: object, /) -> BaseException:
             return value()
         except Exception:
             return NodeExecutionError(f"error of type {value.__name__}")
-    if isinstance(value, str):
-        return NodeExecutionError(_safe_str(value, limit=10_000))
     if isinstance(value, Mapping):
-        message = value.get("message")
-        if message is not None:
-            error = NodeExecutionError(_safe_str(message, limit=10_000))
-            code = value.get("code")
-            if isinstance(code, str) and code in ErrorCode.__members__:
-                error.code = ErrorCode(code)
-            return error
-    if value is None:
-        return NodeExecutionError("unknown error (None was given as the error)")
-    return NodeExecutionError(f"non-exception error value: {_safe_str(value)}")
+        from_mapping = _from_mapping(value)
+        if from_mapping is not None:
+            return from_mapping
+    if isinstance(value, str):
+        message = _safe_str(value, limit=10_000)
+    elif value is None:
+        message = "unknown error (None was given as the error)"
+    else:
+        message = f"non-exception error value: {_safe_str(value)}"
+    return NodeExecutionError(message)
 
+
+def _from_mapping(value: Mapping[object, object]) -> NodeExecutionError | None:
+    try:
+        message, code = value.get("message"), value.get("code")
+    except Exception:
+        return None
+    if message is None:
+        return None
+    error = NodeExecutionError(_safe_str(message, limit=10_000))
+    if isinstance(code, str) and code in ErrorCode.__members__:
+        error.code = ErrorCode[code]
+    return error

@@ -1,0 +1,259 @@
+"""Sanitised tracebacks, secret redaction and error normalisation."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import cattrs
+import pytest
+
+from resilient_nodes.errors import ErrorCode, NodeExecutionError
+from resilient_nodes.sanitize import normalize_error, redact_secrets, sanitize_traceback
+
+_ABSOLUTE = re.compile(r"(?<![\w.~])/(?:home|root|usr|tmp|work|opt|Users|var)\b")
+
+
+def _raise_through_json() -> BaseException:
+    try:
+        json.loads("{not json")
+    except ValueError as error:
+        return error
+    raise AssertionError  # pragma: no cover
+
+
+def test_library_frames_dropped_and_paths_relative() -> None:
+    """Stdlib frames (json) are dropped; our frame is relative to the cwd."""
+    text = sanitize_traceback(_raise_through_json())
+    assert "json/decoder.py" not in text
+    assert "json/__init__.py" not in text
+    assert 'File "tests/test_sanitize.py"' in text
+    assert "JSONDecodeError" in text
+    assert str(Path.cwd()) not in text
+    assert not _ABSOLUTE.search(text), text
+
+
+def test_library_frames_kept_when_asked_but_never_absolute() -> None:
+    """With library frames kept, their paths are still not absolute."""
+    text = sanitize_traceback(_raise_through_json(), drop_library_frames=False)
+    assert "json/decoder.py" in text
+    assert sys.prefix not in text
+    assert not _ABSOLUTE.search(text), text
+
+
+def test_site_packages_frames_dropped() -> None:
+    """Frames from site-packages (here cattrs) are dropped."""
+    try:
+        cattrs.structure("x", int)
+    except ValueError as error:
+        text = sanitize_traceback(error)
+    assert "cattrs/" not in text
+    assert "converters.py" not in text
+    assert "site-packages" not in text
+
+
+def test_relative_to(tmp_path: Path) -> None:
+    """Paths are made relative to `relative_to`; frames outside keep two parts only."""
+    text = sanitize_traceback(_raise_through_json(), relative_to=Path.cwd() / "tests")
+    assert 'File "test_sanitize.py"' in text
+    text = sanitize_traceback(_raise_through_json(), relative_to=tmp_path)
+    assert 'File "tests/test_sanitize.py"' in text
+    assert str(tmp_path) not in text
+
+
+def test_paths_in_messages_made_relative() -> None:
+    """An absolute path under the cwd inside a message is made relative."""
+    missing = Path.cwd() / "data" / "missing.txt"
+    try:
+        missing.open()
+    except FileNotFoundError as error:
+        text = sanitize_traceback(error)
+    assert "data/missing.txt" in text
+    assert str(Path.cwd()) not in text
+
+
+def test_max_length_keeps_the_tail() -> None:
+    """A long traceback is cut from the front, keeping the error line at the end."""
+    error = RuntimeError("x" * 5000 + " THE END")
+    text = sanitize_traceback(error, max_length=200)
+    assert len(text) == 200
+    assert text.startswith("...[truncated]...")
+    assert text.rstrip().endswith("THE END")
+    assert len(sanitize_traceback(error, max_length=5)) == 5
+    assert len(sanitize_traceback(error, max_length=0)) > 5000
+
+
+def test_chained_causes_and_groups_sanitized() -> None:
+    """Causes, contexts and group members are sanitised (frames and secrets)."""
+    try:
+        try:
+            json.loads("{")
+        except ValueError as inner:
+            raise RuntimeError("api_key=abc123 failed") from inner
+    except RuntimeError as outer:
+        chained = outer
+    text = sanitize_traceback(chained)
+    assert "json/decoder.py" not in text
+    assert "abc123" not in text
+    assert "direct cause" in text
+    group = ExceptionGroup("many", [chained, ValueError("password=hunter2")])
+    text = sanitize_traceback(group)
+    assert "hunter2" not in text
+    assert "abc123" not in text
+    assert "json/decoder.py" not in text
+    assert not _ABSOLUTE.search(text)
+
+
+def test_string_input_is_redacted_and_cut() -> None:
+    """A preformatted traceback string is redacted and truncated too."""
+    text = sanitize_traceback("Traceback: token=abcdef " + "y" * 100, max_length=40)
+    assert len(text) == 40
+    assert "abcdef" not in sanitize_traceback("Traceback: token=abcdef")
+
+
+def test_unformattable_error_falls_back() -> None:
+    """If formatting fails, a plain `Type: message` line comes back instead of raising."""
+
+    class BrokenError(Exception):
+        @property
+        def __traceback__(self) -> object:  # type: ignore[override]
+            raise RuntimeError("no traceback")
+
+    text = sanitize_traceback(BrokenError("boom"))
+    assert "Broken" in text
+
+
+def test_unprintable_exception() -> None:
+    """An exception whose __str__ raises still formats."""
+
+    class UnprintableError(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError
+
+    assert "Unprintable" in sanitize_traceback(UnprintableError())
+
+
+@pytest.mark.parametrize(
+    ("text", "leaked"),
+    [
+        ("openai error: invalid key sk-proj-AbC123dEf456GhI789jKl0", "AbC123dEf456"),
+        ("key sk-ant-api03-Zx9_yW8-vU7tS6rQ5pO4nM3lK2jI1hG0fE-dCbA", "Zx9_yW8"),
+        ("headers: Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig", "eyJhbGci"),
+        ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpw"),
+        ("login failed: password=hunter2", "hunter2"),
+        ('payload {"api_key": "abc123", "model": "x"}', "abc123"),
+        ("token: 9f8e7d6c5b4a", "9f8e7d6c5b4a"),
+        ("could not connect to postgres://user:s3cret@db.internal/app", "s3cret"),
+        ("GET https://user:tok123@example.com/x failed", "tok123"),
+        ("aws key AKIAIOSFODNN7EXAMPLE rejected", "AKIAIOSFODNN7EXAMPLE"),
+        ("github ghp_16C7e42F292c6912E7710c838347Ae178B4a denied", "16C7e42F292c"),
+        ("X-Api-Key: live_0123456789", "live_0123456789"),
+        ("client_secret='correct horse battery staple'", "horse"),
+        ("DB_PASSWORD=s3cr3t; next", "s3cr3t"),
+    ],
+)
+def test_secrets_redacted(text: str, leaked: str) -> None:
+    """Realistic leaked secrets are replaced with [REDACTED]."""
+    redacted = redact_secrets(text)
+    assert leaked not in redacted
+    assert "[REDACTED]" in redacted
+
+
+def test_redaction_keeps_structure() -> None:
+    """Redaction keeps the key, scheme and host so the message stays useful."""
+    assert redact_secrets("password=hunter2&user=bob") == "password=[REDACTED]&user=bob"
+    assert redact_secrets("postgres://user:pass@host/db") == "postgres://[REDACTED]@host/db"
+    assert redact_secrets("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.x.y") == (
+        "Authorization: Bearer [REDACTED]"
+    )
+    assert redact_secrets('{"api_key": "abc123"}') == '{"api_key": "[REDACTED]"}'
+    assert redact_secrets("token=sk-proj-abcdefghijklmnop1234") == "token=[REDACTED]"
+
+
+def test_home_paths_become_tilde() -> None:
+    """Home directories become ~, also /root; lookalikes are left alone."""
+    assert redact_secrets('File "/home/alice/proj/x.py"') == 'File "~/proj/x.py"'
+    assert redact_secrets("/Users/bob/a") == "~/a"
+    assert redact_secrets("/root/.cache/x") == "~/.cache/x"
+    assert redact_secrets("/rootfs/x and https://example.com/home/alice/page") == (
+        "/rootfs/x and https://example.com/home/alice/page"
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "the tokenizer failed to load the vocabulary",
+        "max_tokens: 4096 exceeds the model limit",
+        "usage: total_tokens=1234, prompt_tokens=1000",
+        "author: Alice Smith",
+        "basic authentication required",
+        "Token expired, please log in again",
+        "the password is too short",
+        "Authorization header missing",
+        "task-management failed on sklearn-compatible estimator",
+        "KeyError: 'name' not found",
+    ],
+)
+def test_plain_prose_left_alone(text: str) -> None:
+    """Ordinary text that merely mentions tokens or passwords is not redacted."""
+    assert redact_secrets(text) == text
+
+
+def test_normalize_error_exceptions_are_returned_as_is() -> None:
+    """Exceptions and groups are the same object, members still inspectable."""
+    error = ValueError("x")
+    assert normalize_error(error) is error
+    group = ExceptionGroup("g", [TimeoutError(), KeyError("k")])
+    normalized = normalize_error(group)
+    assert normalized is group
+    assert isinstance(normalized, ExceptionGroup)
+    assert [type(e) for e in normalized.exceptions] == [TimeoutError, KeyError]
+    interrupt = KeyboardInterrupt()
+    assert normalize_error(interrupt) is interrupt
+
+
+def test_normalize_error_classes() -> None:
+    """An exception class is instantiated; one needing arguments becomes our error."""
+    assert type(normalize_error(TimeoutError)) is TimeoutError
+
+    class NeedsArgsError(Exception):
+        def __init__(self, a: int, b: int) -> None:
+            super().__init__(a, b)
+
+    normalized = normalize_error(NeedsArgsError)
+    assert isinstance(normalized, NodeExecutionError)
+    assert "NeedsArgsError" in str(normalized)
+
+
+def test_normalize_error_values() -> None:
+    """Strings, mappings, None and other objects become NodeExecutionError."""
+    assert str(normalize_error("it broke")) == "it broke"
+    from_mapping = normalize_error({"message": "quota", "code": "CIRCUIT_OPEN"})
+    assert isinstance(from_mapping, NodeExecutionError)
+    assert str(from_mapping) == "quota"
+    assert from_mapping.code is ErrorCode.CIRCUIT_OPEN
+    assert normalize_error({"message": "m", "code": "nope"}).code is ErrorCode.UNKNOWN  # type: ignore[attr-defined]
+    assert "{'other': 1}" in str(normalize_error({"other": 1}))
+    assert "None" in str(normalize_error(None))
+    assert "42" in str(normalize_error(42))
+
+
+def test_normalize_error_hostile_values() -> None:
+    """Objects whose str() raises, and mappings whose get() raises, are handled."""
+
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError
+
+        __repr__ = __str__
+
+    assert "Unprintable" in str(normalize_error(Unprintable()))
+
+    class BadMapping(dict[str, object]):
+        def get(self, key: str, default: object = None) -> object:
+            raise RuntimeError
+
+    assert isinstance(normalize_error(BadMapping()), NodeExecutionError)
