@@ -1,0 +1,242 @@
+"""Worker threads for sync functions that must be abandoned at a deadline or token.
+
+Python cannot kill a thread. A sync function under a timeout (or a cancel token)
+therefore runs in a worker thread, and the caller stops *waiting* for it at the
+deadline; the thread runs on until the function returns, and its result is then
+dropped. Such abandoned threads are counted, and once `MAX_ABANDONED_THREADS`
+are still running, new sync calls are refused with `AbandonedThreadLimitError`
+instead of piling up more stuck threads (a hung dependency would otherwise grow
+the process without bound).
+
+Worker threads are daemon threads, so abandoned ones never block interpreter
+exit; they run with a copy of the caller's context variables, so
+`current_context()` and structlog's context variables work inside.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+
+from . import cancel as _cancel
+from ._deadline import sync_deadline_scope
+from .errors import NodeExecutionError
+from .logging import get_logger
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = [
+    "MAX_ABANDONED_THREADS",
+    "AbandonedThreadLimitError",
+    "Job",
+    "Outcome",
+    "abandoned_threads",
+    "run",
+]
+
+T = TypeVar("T")
+
+MAX_ABANDONED_THREADS: Final = 32
+"""How many abandoned worker threads may be running at once (see module docs)."""
+
+THREAD_ABANDONED: Final = "node.thread_abandoned"
+ABANDONED_THREAD_FINISHED: Final = "node.abandoned_thread_finished"
+THREAD_LIMIT_REACHED: Final = "node.thread_limit_reached"
+
+_lock = threading.Lock()
+_abandoned = 0
+
+
+class AbandonedThreadLimitError(NodeExecutionError, RuntimeError):
+    """Too many abandoned worker threads are still running to start another.
+
+    Raised before the function is called. Not retryable: retrying would be
+    refused the same way until the stuck threads finish.
+
+    Attributes:
+        limit: The limit that was reached.
+    """
+
+    def __init__(self, limit: int, /, *, node: str | None = None) -> None:
+        self.limit = limit
+        super().__init__(
+            f"node {node or '<unnamed>'}: {limit} abandoned worker threads are still "
+            "running; refusing to start another sync call under a timeout or cancel token",
+            node=node,
+        )
+
+
+def abandoned_threads() -> int:
+    """How many abandoned worker threads are still running."""
+    return _abandoned
+
+
+def _admit(name: str | None, logger: Any) -> None:
+    if _abandoned >= MAX_ABANDONED_THREADS:
+        logger.error(THREAD_LIMIT_REACHED, limit=MAX_ABANDONED_THREADS)
+        raise AbandonedThreadLimitError(MAX_ABANDONED_THREADS, node=name)
+
+
+class Job(Generic[T]):
+    """One function call in a worker thread, and what became of it.
+
+    The thread and the waiter hand over under the module lock, so a call that
+    finishes just as it is abandoned is counted exactly once either way.
+    """
+
+    __slots__ = ("_error", "_result", "abandoned", "done", "finished", "logger")
+
+    def __init__(self, logger: Any) -> None:
+        self.done = threading.Event()
+        self.finished = False
+        self.abandoned = False
+        self.logger = logger
+        self._result: T | None = None
+        self._error: BaseException | None = None
+
+    def run(self, fn: Callable[[], T], deadline: float | None = None) -> None:
+        """Thread body: call *fn* and record the outcome for `value`.
+
+        Returns nothing, even when *fn* returned an awaitable: trio's worker
+        threads refuse functions that look asynchronous.
+        """
+        global _abandoned  # noqa: PLW0603
+        try:
+            if deadline is None:
+                self._result = fn()
+            else:
+                # Published inside the thread's own context, so a retry running
+                # in this thread sees the deadline and never sleeps past it.
+                with sync_deadline_scope(max(0.0, deadline - time.monotonic())):
+                    self._result = fn()
+        except BaseException as exc:  # handed to the waiting caller, not classified
+            self._error = exc
+        with _lock:
+            self.finished = True
+            late = self.abandoned
+            if late:
+                _abandoned -= 1
+        self.done.set()
+        if late:
+            self.logger.info(
+                ABANDONED_THREAD_FINISHED,
+                error=None if self._error is None else type(self._error).__name__,
+            )
+
+    def abandon(self) -> bool:
+        """Stop waiting for the thread.
+
+        Returns:
+            True if the thread is still running (now counted as abandoned);
+            False if it finished meanwhile (its outcome is valid).
+        """
+        global _abandoned  # noqa: PLW0603
+        with _lock:
+            if self.finished:
+                return False
+            self.abandoned = True
+            _abandoned += 1
+        self.logger.warning(THREAD_ABANDONED, abandoned_threads=_abandoned)
+        return True
+
+    def value(self) -> T:
+        """The call's return value, or re-raise its exception."""
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return self._result  # type: ignore[return-value]
+
+
+class Outcome(Generic[T]):
+    """What `run` saw: the call finished, or the caller stopped waiting."""
+
+    __slots__ = ("finished", "job")
+
+    def __init__(self, job: Job[T], finished: bool) -> None:
+        self.job = job
+        self.finished = finished
+
+    def value(self) -> T:
+        """The finished call's value (or its exception, re-raised)."""
+        return self.job.value()
+
+
+def _wait(
+    job: Job[Any],
+    deadline: float | None,
+    token: _cancel.CancelTokenLike | None,
+    poll: float | None,
+) -> bool:
+    """Wait for *job*; False once the deadline passes or the token is set."""
+    while True:
+        if token is not None and _cancel.is_token_cancelled(token):
+            return False
+        wait = None if deadline is None else deadline - time.monotonic()
+        if wait is not None and wait <= 0:
+            return False
+        if poll is not None:
+            wait = poll if wait is None else min(wait, poll)
+        # A finished job sets `done`; so does our token, which is told apart by
+        # `finished`.
+        if job.done.wait(wait) and job.finished:
+            return True
+
+
+def run(
+    fn: Callable[[], T],
+    *,
+    timeout: float | None,
+    token: _cancel.CancelTokenLike | None,
+    name: str | None,
+    logger: Any = None,
+) -> Outcome[T]:
+    """Run *fn* in a worker thread and wait for it, the deadline or the token.
+
+    Args:
+        fn: Zero-argument sync callable.
+        timeout: Seconds to wait (None: no deadline). Also published to the
+            thread as its sync deadline.
+        token: Stop waiting when this is set (None: no token).
+        name: Node name for errors and log events.
+        logger: Bound logger for the thread events.
+
+    Returns:
+        The outcome; when it is not finished, the thread has been abandoned.
+
+    Raises:
+        AbandonedThreadLimitError: If the abandoned-thread limit is reached.
+    """
+    if logger is None:
+        logger = get_logger(node=name)
+    _admit(name, logger)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    job: Job[T] = Job(logger)
+    context = contextvars.copy_context()
+    thread = threading.Thread(
+        target=context.run,
+        args=(job.run, fn, deadline),
+        name=f"resilient_nodes:{name or 'call'}",
+        daemon=True,
+    )
+    thread.start()
+    key: int | None = None
+    poll: float | None = None
+    if isinstance(token, _cancel.CancelToken):
+        key = token._subscribe(job.done.set)  # noqa: SLF001
+    elif token is not None:
+        poll = _cancel.POLL_INTERVAL
+    try:
+        if _wait(job, deadline, token, poll):
+            return Outcome(job, finished=True)
+    except BaseException:
+        # KeyboardInterrupt while waiting: the thread runs on, like any other
+        # abandoned one.
+        job.abandon()
+        raise
+    finally:
+        if isinstance(token, _cancel.CancelToken):
+            token._unsubscribe(key)  # noqa: SLF001
+    return Outcome(job, finished=not job.abandon())
