@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
 import anyio
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["async_remaining", "sync_deadline_scope", "sync_remaining"]
 

@@ -66,7 +66,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
-import inspect
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -75,6 +74,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, Protocol, TypeVar, cast
 import attrs
 import pybreaker as _pb
 
+from ._callables import is_async_callable
 from ._control import is_control_flow
 from .classification import ErrorCategory, classify_error
 from .config import BreakerConfig
@@ -734,16 +734,6 @@ class _Guard:
             self._breaker.release(ticket, error)
 
 
-def _is_async_callable(fn: object) -> bool:
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn):
-        return True
-    if inspect.isfunction(fn) or inspect.ismethod(fn) or isinstance(fn, type):
-        return False
-    return inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
-
-
 @overload
 def wrap_breaker(
     fn: Callable[_P, Awaitable[_R]], breaker: NodeCircuitBreaker, /, *, name: str
@@ -777,7 +767,7 @@ def wrap_breaker(fn: Callable[_P, Any], breaker: NodeCircuitBreaker, /, *, name:
     """
     if not callable(fn):
         raise TypeError(f"wrap_breaker() needs a callable, got {type(fn).__name__}")
-    shell = _async_shell if _is_async_callable(fn) else _sync_shell
+    shell = _async_shell if is_async_callable(fn) else _sync_shell
     # update_wrapper skips what a partial or callable object lacks (__name__...);
     # __wrapped__ is what inspect.signature follows.
     return functools.update_wrapper(shell(fn, breaker, name), fn)

@@ -64,6 +64,7 @@ from tenacity.retry import retry_base
 from tenacity.stop import stop_after_attempt, stop_base
 from tenacity.wait import wait_base
 
+from ._callables import is_async_callable
 from ._control import is_control_flow
 from ._deadline import async_remaining, sync_remaining
 from .classification import ErrorClassification, classify_error
@@ -354,17 +355,6 @@ def _error_text(error: BaseException) -> str:
     return redact_secrets(text)
 
 
-def _is_async_callable(fn: object) -> bool:
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn):
-        return True
-    if inspect.isroutine(fn) or isinstance(fn, type) or not callable(fn):
-        return False
-    # An instance whose class defines ``async def __call__``.
-    return inspect.iscoroutinefunction(fn.__call__)
-
-
 def _callback_fields(callback: Callable[..., Any]) -> tuple[str, ...]:
     """Which of our keyword arguments *callback* accepts."""
     try:
@@ -593,7 +583,7 @@ def wrap_retry(fn: Callable[_P, Any], config: RetryConfig, /, *, name: str) -> C
             retry has no event loop to await it on).
     """
     retrier = _Retrier(config, name)
-    if _is_async_callable(fn):
+    if is_async_callable(fn):
         afn = cast("Callable[..., Awaitable[Any]]", fn)
         run_async = retrier.run_async
 
@@ -610,7 +600,7 @@ def wrap_retry(fn: Callable[_P, Any], config: RetryConfig, /, *, name: str) -> C
 
         return retrying_async
 
-    if config.on_retry is not None and _is_async_callable(config.on_retry):
+    if config.on_retry is not None and is_async_callable(config.on_retry):
         raise ConfigError(
             [("on_retry", f"is async, but {name} is a sync function; use a sync callback")]
         )

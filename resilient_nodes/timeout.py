@@ -51,6 +51,7 @@ import attrs
 from anyio import CancelScope, current_time
 
 from . import _threads
+from ._callables import is_async_callable
 from ._control import is_control_flow
 from ._threads import MAX_ABANDONED_THREADS, AbandonedThreadLimitError
 from .cancel import (
@@ -87,17 +88,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 ON_TIMEOUT_FAILED: Final = "node.on_timeout_failed"
-
-
-def is_async_callable(fn: object, /) -> bool:
-    """Whether calling *fn* gives a coroutine (also through partials and ``__call__``)."""
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    if inspect.iscoroutinefunction(fn):
-        return True
-    if inspect.isfunction(fn) or inspect.ismethod(fn) or isinstance(fn, type):
-        return False
-    return inspect.iscoroutinefunction(getattr(fn, "__call__", None))  # noqa: B004
 
 
 def _accepts_one_argument(fn: Callable[..., Any]) -> bool:

@@ -14,4 +14,3 @@ import pytest
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
     """Run each ``@pytest.mark.anyio`` test on both backends."""
     return request.param  # type: ignore[no-any-return]
-

@@ -158,7 +158,7 @@ def test_rejection_error_is_the_real_error() -> None:
         assert type(error) is NodeCircuitOpenError
         assert error.args == reference.args
         assert error.__dict__ == reference.__dict__
-        clone = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
+        clone = pickle.loads(pickle.dumps(error))
         assert clone.__dict__ == error.__dict__
         assert str(clone) == str(reference)
 

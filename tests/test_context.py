@@ -133,7 +133,7 @@ def test_pickles() -> None:
     context = create_execution_context(
         "n", config={"run_id": "r", "configurable": {"thread_id": "th"}}, metadata={"x": [1]}
     )
-    copy = pickle.loads(pickle.dumps(context))  # noqa: S301 - our own bytes
+    copy = pickle.loads(pickle.dumps(context))
     assert copy == context
     assert dict(copy.metadata) == {"x": [1]}
     assert copy.started_at == context.started_at

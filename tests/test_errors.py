@@ -199,7 +199,7 @@ def _all_errors() -> list[NodeExecutionError]:
 @pytest.mark.parametrize("error", _all_errors(), ids=lambda e: type(e).__name__)
 def test_every_error_pickles(error: NodeExecutionError) -> None:
     """Every error unpickles as the same type with the same message and attributes."""
-    copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
+    copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is type(error)
     assert str(copy) == str(error)
     assert copy.args == error.args
@@ -223,7 +223,7 @@ def test_unpicklable_last_error_is_replaced_by_a_stand_in() -> None:
             self.lock = threading.Lock()
 
     error = NodeRetryExhaustedError(2, HolderError(), node="n")
-    copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
+    copy = pickle.loads(pickle.dumps(error))
     assert copy.attempts == 2
     assert "HolderError: holds a lock" in str(copy.last_error)
 

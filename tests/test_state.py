@@ -489,7 +489,7 @@ def test_state_validation_error_is_a_validation_failure_and_pickles():
     verdict = classify_error(error)
     assert verdict.category is ErrorCategory.VALIDATION
     assert not verdict.retryable
-    clone = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own object
+    clone = pickle.loads(pickle.dumps(error))
     assert clone.problems == error.problems
     assert str(clone) == str(error)
 

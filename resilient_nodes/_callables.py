@@ -1,0 +1,35 @@
+"""Telling sync callables from async ones, once, at wrap time."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+
+__all__ = ["callable_name", "is_async_callable"]
+
+
+def is_async_callable(fn: object, /) -> bool:
+    """Whether calling *fn* gives a coroutine.
+
+    Sees through ``functools.partial`` and objects whose class defines
+    ``async def __call__``. Every layer asks this once, when it wraps, so a sync
+    function stays sync and an async one stays async.
+    """
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    if inspect.iscoroutinefunction(fn):
+        return True
+    if inspect.isroutine(fn) or isinstance(fn, type) or not callable(fn):
+        return False
+    return inspect.iscoroutinefunction(type(fn).__call__)
+
+
+def callable_name(fn: object, /) -> str:
+    """A readable qualified name for *fn* (used to name breakers and logs)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    name = getattr(fn, "__qualname__", None) or getattr(type(fn), "__qualname__", None)
+    module = getattr(fn, "__module__", None)
+    if not isinstance(name, str):
+        return repr(fn)
+    return f"{module}.{name}" if isinstance(module, str) and module != "builtins" else name

@@ -1,0 +1,443 @@
+"""The node factory: `create_node` turns a function into a resilient LangGraph node.
+
+The node is a small callable object with LangGraph's node signature
+``(state, config: RunnableConfig | None = None)``. A sync implementation gives a
+sync node (so ``graph.invoke`` works) and an async one an async node. Per call the
+node shell:
+
+1. builds the `ExecutionContext` (ids from the RunnableConfig when it carries
+   them) and makes it current, so `current_context()` works in the impl;
+2. logs ``node.started``, runs the policy pipeline around the impl (under the
+   run's cancel token, if ``config["configurable"]["cancel_token"]`` holds one),
+   checks the result is a state update, and logs ``node.succeeded``;
+3. on an error that survives the policy, logs ``node.failed`` and either returns
+   ``{"errors": [record]}`` (``capture_errors=True``) or re-raises.
+
+Cancellation, ``KeyboardInterrupt``, ``SystemExit`` and LangGraph's control flow
+(``GraphBubbleUp``: ``interrupt()``, ``Command`` to a parent) always pass through
+unchanged and are never recorded.
+
+This module deliberately does not use ``from __future__ import annotations``:
+LangGraph inspects the runtime annotation of ``config`` to decide whether to
+inject the RunnableConfig, and only recognises real objects or a few exact strings.
+"""
+
+import dataclasses
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, Optional, TypeVar, overload
+
+from ._callables import is_async_callable
+from ._control import is_control_flow
+from .cancel import call_with_cancel_token, call_with_cancel_token_sync
+from .context import _current, create_execution_context
+from .errors import ConfigError, NodeRetryExhaustedError, NodeValidationError
+from .logging import NODE_FAILED, NODE_STARTED, NODE_SUCCEEDED, get_logger
+from .policy import Policy, build_pipeline
+from .state import create_error_update
+
+if TYPE_CHECKING:
+    from langchain_core.runnables import RunnableConfig
+
+    from .breaker import NodeCircuitBreaker
+else:
+    try:
+        from langchain_core.runnables import RunnableConfig
+    except ImportError:  # pragma: no cover - langgraph is an optional extra
+        RunnableConfig = dict
+
+__all__ = [
+    "AsyncNode",
+    "SyncNode",
+    "create_llm_node",
+    "create_node",
+    "create_simple_node",
+    "create_tool_node",
+]
+
+S = TypeVar("S")
+U = TypeVar("U", bound=Mapping[str, Any] | None)
+
+ErrorUpdate = dict[str, list[Any]]
+
+_NO_POLICY = Policy.none()
+
+
+def _accepts_config(impl: Callable[..., Any]) -> bool:
+    """Whether *impl* takes ``(state, config)`` rather than ``(state)``."""
+    try:
+        params = list(inspect.signature(impl).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if any(p.name == "config" for p in params):
+        return True
+    positional = [
+        p
+        for p in params
+        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return True
+    return len(positional) >= 2
+
+
+def _is_update(result: object) -> bool:
+    if result is None or isinstance(result, Mapping):
+        return True
+    # LangGraph also accepts Command objects (and lists of them), dataclass and
+    # pydantic state objects as updates.
+    if type(result).__name__ == "Command" and type(result).__module__.startswith("langgraph"):
+        return True
+    if isinstance(result, list | tuple):
+        return (
+            bool(result)
+            and all(_is_update(item) and item is not None for item in result)
+            and not any(isinstance(item, Mapping) for item in result)
+        )
+    return dataclasses.is_dataclass(result) or hasattr(result, "model_dump")
+
+
+def _story_id(state: object) -> object:
+    if isinstance(state, Mapping):
+        return state.get("story_id")
+    return getattr(state, "story_id", None)
+
+
+def _ids_from_config(config: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
+    """Trace and execution ids for a run that did not set them explicitly.
+
+    LangGraph does not hand ``run_id`` to nodes, but every node of one invocation
+    shares its callback manager's ``parent_run_id``: use it so the ids agree across
+    the nodes of a run.
+    """
+    if not config:
+        return None, None
+    meta = config.get("metadata") or {}
+    trace = meta.get("trace_id") if isinstance(meta, Mapping) else None
+    execution = meta.get("graph_execution_id") if isinstance(meta, Mapping) else None
+    parent = getattr(config.get("callbacks"), "parent_run_id", None)
+    if parent is not None:
+        trace = trace or getattr(parent, "hex", str(parent))
+        execution = execution or str(parent)
+    run_id = config.get("run_id")
+    if run_id is not None:
+        execution = execution or str(run_id)
+    return (None if trace is None else str(trace)), (None if execution is None else str(execution))
+
+
+def _cancel_token(config: Mapping[str, Any] | None) -> Any:
+    if not config:
+        return None
+    configurable = config.get("configurable")
+    if not isinstance(configurable, Mapping):
+        return None
+    return configurable.get("cancel_token")
+
+
+class _NodeShell(Generic[S, U]):
+    """What the sync and async nodes share: construction, context, logging, capture."""
+
+    __slots__ = (
+        "__name__",
+        "__qualname__",
+        "_breakers",
+        "_capture",
+        "_impl",
+        "_log",
+        "_pass_config",
+        "_pipeline",
+        "_policy",
+        "name",
+    )
+
+    def __init__(
+        self,
+        impl: Callable[..., Any],
+        *,
+        name: str,
+        policy: Policy,
+        capture_errors: bool,
+    ) -> None:
+        checked: object = name  # checked at run time too: callers may not run mypy
+        if not isinstance(checked, str) or not checked:
+            raise ConfigError([("name", f"must be a non-empty string, got {name!r}")])
+        if not callable(impl):
+            raise ConfigError(
+                [(f"nodes.{name}.impl", f"must be callable, got {type(impl).__name__}")]
+            )
+        if not isinstance(policy, Policy):
+            raise ConfigError(
+                [(f"nodes.{name}.policy", f"must be a Policy, got {type(policy).__name__}")]
+            )
+        self.name = name
+        self.__name__ = name
+        self.__qualname__ = name
+        self._impl = impl
+        self._policy = policy
+        self._capture = bool(capture_errors)
+        self._pass_config = _accepts_config(impl)
+        self._pipeline, self._breakers = build_pipeline(policy, impl, name)
+        # Bound lazily on the first call, not here: nodes are often built at import
+        # time, before the application configures structlog.
+        self._log: Any = None
+
+    @property
+    def policy(self) -> Policy:
+        """The policy this node runs under."""
+        return self._policy
+
+    @property
+    def breaker(self) -> "NodeCircuitBreaker | None":
+        """This node's circuit breaker, if its policy has one."""
+        return self._breakers[0] if self._breakers else None
+
+    @property
+    def capture_errors(self) -> bool:
+        """Whether failures become ``{"errors": [...]}`` updates instead of raising."""
+        return self._capture
+
+    def __repr__(self) -> str:
+        kind = "async" if isinstance(self, AsyncNode) else "sync"
+        return f"<{kind} node {self.name!r}: {self._policy!r}>"
+
+    def _logger(self) -> Any:
+        log = self._log
+        if log is None:
+            log = self._log = get_logger(node=self.name)
+        return log
+
+    def _begin(
+        self, state: object, config: Mapping[str, Any] | None
+    ) -> tuple[Any, dict[str, Any], float]:
+        trace_id, execution_id = _ids_from_config(config)
+        context = create_execution_context(
+            self.name, config=config, trace_id=trace_id, graph_execution_id=execution_id
+        )
+        token = _current.set(context)
+        # Per-call ids travel as event fields: binding a new logger per call would
+        # cost an allocation even when the level is filtered out.
+        fields: dict[str, Any] = {
+            "trace_id": context.trace_id,
+            "graph_execution_id": context.graph_execution_id,
+        }
+        story_id = _story_id(state)
+        if story_id is not None:
+            fields["story_id"] = story_id
+        self._logger().debug(NODE_STARTED, attempt=1, **fields)
+        return token, fields, time.perf_counter()
+
+    def _finish(self, result: object, fields: dict[str, Any], started: float) -> Any:
+        if not _is_update(result):
+            raise NodeValidationError(
+                f"returned {type(result).__name__} instead of a mapping of state updates (or None)",
+                node=self.name,
+            )
+        self._logger().info(NODE_SUCCEEDED, duration_ms=_elapsed_ms(started), **fields)
+        return result
+
+    def _bind(self, state: object, config: Mapping[str, Any] | None) -> Callable[[], Any]:
+        """The pipeline call for this state, in the impl's calling convention."""
+        pipeline = self._pipeline
+        if self._pass_config:
+            return lambda: pipeline(state, config)
+        return lambda: pipeline(state)
+
+    def _fail(self, error: Exception, fields: dict[str, Any], started: float) -> ErrorUpdate | None:
+        """Log a failure; the update to return, or None when it must propagate.
+
+        LangGraph's control flow (an ``Exception`` subclass) is not a failure: it
+        propagates without a log line or a record.
+        """
+        if is_control_flow(error):
+            return None
+        attempts = error.attempts if isinstance(error, NodeRetryExhaustedError) else 1
+        self._logger().warning(
+            NODE_FAILED,
+            duration_ms=_elapsed_ms(started),
+            error_type=type(error).__name__,
+            attempts=attempts,
+            captured=self._capture,
+            **fields,
+        )
+        if not self._capture:
+            return None
+        return create_error_update(error, node=self.name, attempts=attempts)
+
+
+def _elapsed_ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+class SyncNode(_NodeShell[S, U]):
+    """A resilient sync LangGraph node (see `create_node`)."""
+
+    __slots__ = ()
+
+    def __call__(
+        self,
+        state: S,
+        config: Optional[RunnableConfig] = None,  # noqa: UP045 - see the module docstring
+    ) -> U | ErrorUpdate:
+        """Run the node on *state*; returns its update (or the error update)."""
+        token, fields, started = self._begin(state, config)
+        try:
+            call = self._bind(state, config)
+            cancel_token = _cancel_token(config)
+            if cancel_token is None:
+                result = call()
+            else:
+                result = call_with_cancel_token_sync(call, cancel_token, name=self.name)
+            return self._finish(result, fields, started)  # type: ignore[no-any-return]
+        except Exception as error:
+            update = self._fail(error, fields, started)
+            if update is None:
+                raise
+            return update
+        finally:
+            _current.reset(token)
+
+
+class AsyncNode(_NodeShell[S, U]):
+    """A resilient async LangGraph node (see `create_node`)."""
+
+    __slots__ = ()
+
+    async def __call__(
+        self,
+        state: S,
+        config: Optional[RunnableConfig] = None,  # noqa: UP045 - see the module docstring
+    ) -> U | ErrorUpdate:
+        """Run the node on *state*; returns its update (or the error update)."""
+        token, fields, started = self._begin(state, config)
+        try:
+            call = self._bind(state, config)
+            cancel_token = _cancel_token(config)
+            if cancel_token is None:
+                result = await call()
+            else:
+                result = await call_with_cancel_token(call, cancel_token, name=self.name)
+            return self._finish(result, fields, started)  # type: ignore[no-any-return]
+        except Exception as error:
+            update = self._fail(error, fields, started)
+            if update is None:
+                raise
+            return update
+        finally:
+            _current.reset(token)
+
+
+@overload
+def create_node(
+    impl: Callable[[S], Awaitable[U]] | Callable[[S, RunnableConfig], Awaitable[U]],
+    *,
+    name: str,
+    policy: Policy = ...,
+    capture_errors: bool = ...,
+) -> AsyncNode[S, U]: ...
+@overload
+def create_node(
+    impl: Callable[[S], U] | Callable[[S, RunnableConfig], U],
+    *,
+    name: str,
+    policy: Policy = ...,
+    capture_errors: bool = ...,
+) -> SyncNode[S, U]: ...
+def create_node(
+    impl: Callable[..., Any],
+    *,
+    name: str,
+    policy: Policy = _NO_POLICY,
+    capture_errors: bool = True,
+) -> AsyncNode[Any, Any] | SyncNode[Any, Any]:
+    """Wrap a node implementation in a policy, as a LangGraph node.
+
+    Args:
+        impl: ``(state)`` or ``(state, config)``, sync or async, returning a
+            partial state update (a mapping, a LangGraph ``Command``, or None).
+        name: The node's name: used for its breaker, its logs and error records.
+        policy: The resilience pipeline (`Policy`), left outermost.
+        capture_errors: Return ``{"errors": [record]}`` for a failure that survives
+            the policy, instead of raising.
+
+    Returns:
+        An `AsyncNode` for an async impl, a `SyncNode` for a sync one; both have
+        the signature ``(state, config: RunnableConfig | None = None)``.
+
+    Raises:
+        ConfigError: If *impl* is not callable or *name* is empty.
+    """
+    if is_async_callable(impl):
+        return AsyncNode(impl, name=name, policy=policy, capture_errors=capture_errors)
+    return SyncNode(impl, name=name, policy=policy, capture_errors=capture_errors)
+
+
+def create_simple_node(
+    impl: Callable[..., Any], *, name: str, capture_errors: bool = True
+) -> AsyncNode[Any, Any] | SyncNode[Any, Any]:
+    """A node with no retry, breaker or timeout: logging, context and capture only."""
+    return _make_node(impl, name, Policy.none(), capture_errors)
+
+
+def _preset_node(
+    preset: Policy,
+    *,
+    impl: Callable[..., Any],
+    name: str,
+    timeout: float | None,
+    breaker: bool,
+    capture_errors: bool,
+) -> AsyncNode[Any, Any] | SyncNode[Any, Any]:
+    policy = preset
+    if breaker:
+        policy = policy | Policy.breaker()
+    if timeout is not None:
+        policy = policy | Policy.timeout(timeout)
+    return _make_node(impl, name, policy, capture_errors)
+
+
+def _make_node(
+    impl: Callable[..., Any], name: str, policy: Policy, capture_errors: bool
+) -> AsyncNode[Any, Any] | SyncNode[Any, Any]:
+    node: AsyncNode[Any, Any] | SyncNode[Any, Any] = create_node(
+        impl, name=name, policy=policy, capture_errors=capture_errors
+    )
+    return node
+
+
+def create_llm_node(
+    impl: Callable[..., Any],
+    *,
+    name: str,
+    timeout: float | None = None,
+    breaker: bool = False,
+    capture_errors: bool = True,
+) -> AsyncNode[Any, Any] | SyncNode[Any, Any]:
+    """A node under `Policy.llm`, optionally with a breaker and a per-attempt timeout."""
+    return _preset_node(
+        Policy.llm(),
+        impl=impl,
+        name=name,
+        timeout=timeout,
+        breaker=breaker,
+        capture_errors=capture_errors,
+    )
+
+
+def create_tool_node(
+    impl: Callable[..., Any],
+    *,
+    name: str,
+    timeout: float | None = None,
+    breaker: bool = False,
+    capture_errors: bool = True,
+) -> AsyncNode[Any, Any] | SyncNode[Any, Any]:
+    """A node under `Policy.tool`, optionally with a breaker and a per-attempt timeout."""
+    return _preset_node(
+        Policy.tool(),
+        impl=impl,
+        name=name,
+        timeout=timeout,
+        breaker=breaker,
+        capture_errors=capture_errors,
+    )

@@ -1,0 +1,564 @@
+"""The policy composer: ``Policy.llm() | Policy.breaker() | Policy.timeout(30)``.
+
+A `Policy` is an immutable sequence of layers. ``a | b`` puts b's layers inside
+a's: **left is outermost**. Position gives meaning:
+
+* ``Policy.timeout(120) | Policy.llm() | Policy.timeout(30)``: 120 s for the whole
+  call, backoff sleeps included, and 30 s per attempt.
+* ``Policy.llm() | Policy.breaker()``: the breaker counts every attempt.
+* ``Policy.breaker() | Policy.llm()``: the breaker counts each whole call once.
+
+A retry never starts a backoff sleep that would end past an enclosing timeout: it
+stops at once with `NodeRetryExhaustedError` instead.
+
+Compositions that cannot mean anything useful are **rejected** with a
+`ConfigError` when they are built, rather than warned about, because a warning in
+a long-running worker is easily missed while the behaviour is plainly wrong:
+
+* a retry inside a retry (the attempts multiply: 3 x 3 = 9 calls);
+* more than one breaker (each failure would be counted twice);
+* a timeout inside a timeout that is not shorter, with no retry between them
+  (the inner one can never fire first).
+
+Each layer is a thin adapter over its library (retry on tenacity, breaker on
+pybreaker, timeout on anyio); this module only composes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Final, ParamSpec, TypeVar, overload
+
+import attrs
+
+from . import config as _config
+from ._callables import callable_name
+from .breaker import NodeCircuitBreaker, wrap_breaker
+from .config import BreakerConfig, RetryConfig, TimeoutConfig, load_config, unstructure_config
+from .errors import ConfigError
+from .retry import wrap_retry
+from .timeout import wrap_timeout
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable
+    from os import PathLike
+
+
+__all__ = ["Policy", "load_node_policies"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_PRESETS: Final[Mapping[str, RetryConfig]] = {
+    "llm": _config.LLM_RETRY,
+    "tool": _config.TOOL_RETRY,
+    "validation": _config.VALIDATION_RETRY,
+}
+
+
+def _call_args(defaults: object, config: Any, skip: Sequence[str] = ()) -> str:
+    """``name=value`` for every field of *config* that differs from *defaults*."""
+    parts = []
+    for field in attrs.fields(type(config)):
+        if field.name in skip:
+            continue
+        value = getattr(config, field.name)
+        if value != getattr(defaults, field.name, attrs.NOTHING):
+            parts.append(f"{field.name}={_value_repr(value)}")
+    return ", ".join(parts)
+
+
+def _value_repr(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return repr(int(value)) if abs(value) < 1e15 else repr(value)
+    if isinstance(value, type):
+        return value.__qualname__
+    if isinstance(value, tuple) and value and all(isinstance(v, type) for v in value):
+        return (
+            "(" + ", ".join(v.__qualname__ for v in value) + ("," if len(value) == 1 else "") + ")"
+        )
+    if callable(value):
+        return callable_name(value)
+    return repr(value)
+
+
+@attrs.frozen
+class _RetryLayer:
+    kind: ClassVar[str] = "retry"
+    config: RetryConfig
+    preset: str | None = attrs.field(default=None, eq=False)
+
+    def expr(self) -> str:
+        if self.preset is not None:
+            return f"Policy.{self.preset}({_call_args(_PRESETS[self.preset], self.config)})"
+        return f"Policy.retry({_call_args(RetryConfig(), self.config)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": self.kind}
+        if self.preset is not None:
+            data["preset"] = self.preset
+        data.update(unstructure_config(self.config))
+        return data
+
+    def wrap(self, fn: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]) -> Any:
+        del breakers
+        return wrap_retry(fn, self.config, name=name)
+
+
+@attrs.frozen
+class _TimeoutLayer:
+    kind: ClassVar[str] = "timeout"
+    config: TimeoutConfig
+
+    def expr(self) -> str:
+        rest = _call_args(
+            TimeoutConfig(seconds=self.config.seconds), self.config, skip=("seconds",)
+        )
+        seconds = _value_repr(self.config.seconds)
+        return f"Policy.timeout({seconds}{', ' + rest if rest else ''})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.kind, **unstructure_config(self.config)}
+
+    def wrap(self, fn: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]) -> Any:
+        del breakers
+        return wrap_timeout(fn, self.config, name=name)
+
+
+@attrs.frozen
+class _BreakerLayer:
+    kind: ClassVar[str] = "breaker"
+    config: BreakerConfig
+    storage: Any = attrs.field(default=None, eq=False)
+
+    def expr(self) -> str:
+        args = _call_args(BreakerConfig(), self.config)
+        if self.storage is not None:
+            args = f"{args}, storage={self.storage!r}" if args else f"storage={self.storage!r}"
+        return f"Policy.breaker({args})"
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": self.kind, **unstructure_config(self.config)}
+        if self.storage is not None:
+            to_dict = getattr(self.storage, "to_dict", None)
+            if to_dict is None:
+                raise ConfigError(
+                    [("storage", "this breaker storage cannot be written to plain data")]
+                )
+            data["storage"] = to_dict()
+        return data
+
+    def wrap(self, fn: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]) -> Any:
+        breaker = NodeCircuitBreaker(
+            name,
+            failure_threshold=self.config.failure_threshold,
+            recovery_timeout=self.config.recovery_timeout,
+            success_threshold=self.config.success_threshold,
+            storage=self.storage,
+        )
+        breakers.append(breaker)
+        return wrap_breaker(fn, breaker, name=name)
+
+
+_Layer = _RetryLayer | _TimeoutLayer | _BreakerLayer
+
+
+def _retry_config(layer: _Layer) -> RetryConfig:
+    assert isinstance(layer, _RetryLayer)  # noqa: S101 - narrowing for mypy
+    return layer.config
+
+
+def _check_composition(layers: Sequence[_Layer]) -> None:
+    """Reject compositions whose meaning is surely not what was intended."""
+    retries = [i for i, layer in enumerate(layers) if isinstance(layer, _RetryLayer)]
+    if len(retries) > 1:
+        outer, inner = (_retry_config(layers[i]) for i in retries[:2])
+        calls = outer.attempts * inner.attempts
+        message = (
+            f"a retry inside a retry multiplies the attempts ({outer.attempts} x "
+            f"{inner.attempts} = {calls} calls); use one retry layer"
+        )
+        raise ConfigError([(f"layers[{retries[1]}]", message)])
+    breakers = [i for i, layer in enumerate(layers) if isinstance(layer, _BreakerLayer)]
+    if len(breakers) > 1:
+        raise ConfigError(
+            [
+                (
+                    f"layers[{breakers[1]}]",
+                    "a second breaker would count every failure twice; use one",
+                )
+            ]
+        )
+    enclosing: float | None = None  # the nearest outer timeout not separated by a retry
+    for index, layer in enumerate(layers):
+        if isinstance(layer, _RetryLayer):
+            enclosing = None
+        elif isinstance(layer, _TimeoutLayer):
+            if enclosing is not None and layer.config.seconds >= enclosing:
+                message = (
+                    f"a {layer.config.seconds:g}s timeout inside a {enclosing:g}s timeout "
+                    "with no retry between them can never fire first"
+                )
+                raise ConfigError([(f"layers[{index}]", message)])
+            enclosing = layer.config.seconds
+
+
+def _layers_converter(value: Sequence[_Layer]) -> tuple[_Layer, ...]:
+    layers = tuple(value)
+    _check_composition(layers)
+    return layers
+
+
+@attrs.frozen(repr=False)
+class Policy:
+    """An immutable pipeline of resilience layers; ``|`` composes (left is outermost).
+
+    Build with `Policy.retry`, `Policy.timeout`, `Policy.breaker`, the retry presets
+    `Policy.llm`, `Policy.tool`, `Policy.validation`, and the identity
+    `Policy.none`. Apply with `Policy.wrap` or `create_node`.
+    """
+
+    layers: tuple[_Layer, ...] = attrs.field(default=(), converter=_layers_converter)
+
+    # --- builders -------------------------------------------------------------------
+
+    @classmethod
+    def none(cls) -> Policy:
+        """The empty policy: calls pass straight through. Identity of ``|``."""
+        return _NONE
+
+    @classmethod
+    def retry(
+        cls,
+        *,
+        attempts: int = 3,
+        backoff: _config.Seconds = 1.0,
+        multiplier: float = 2.0,
+        max_backoff: _config.Seconds = 30.0,
+        jitter: float = 0.25,
+        max_retry_after: _config.Seconds = 120.0,
+        retry_on: type[BaseException]
+        | tuple[type[BaseException], ...]
+        | Callable[[Exception], bool]
+        | None = None,
+        on_retry: Callable[..., Any] | None = None,
+    ) -> Policy:
+        """Retry retryable failures with jittered exponential backoff.
+
+        Args:
+            attempts: Total attempts, the first included.
+            backoff: Delay before the first retry (seconds or timedelta).
+            multiplier: Growth of the delay per retry.
+            max_backoff: Cap on the delay before jitter.
+            jitter: Random extra fraction of the delay, 0..1.
+            max_retry_after: Longest server ``Retry-After`` honoured.
+            retry_on: Exception type(s) or predicate replacing the classification.
+            on_retry: Called (sync or async) before each backoff sleep.
+
+        Raises:
+            ConfigError: On an invalid value, naming the field.
+        """
+        config = RetryConfig(
+            attempts=attempts,
+            backoff=backoff,
+            multiplier=multiplier,
+            max_backoff=max_backoff,
+            jitter=jitter,
+            max_retry_after=max_retry_after,
+            retry_on=retry_on,
+            on_retry=on_retry,
+        )
+        return cls((_RetryLayer(config),))
+
+    @classmethod
+    def _preset(cls, preset: str, overrides: Mapping[str, Any]) -> Policy:
+        try:
+            config = attrs.evolve(_PRESETS[preset], **overrides)
+        except TypeError as error:
+            raise ConfigError([(preset, f"unknown option: {error}")]) from None
+        return cls((_RetryLayer(config, preset),))
+
+    @classmethod
+    def llm(cls, **overrides: Any) -> Policy:
+        """The LLM retry preset (3 attempts, 1 s doubling to 30 s, 25% jitter).
+
+        Args:
+            **overrides: `Policy.retry` options that differ from the preset.
+        """
+        return cls._preset("llm", overrides)
+
+    @classmethod
+    def tool(cls, **overrides: Any) -> Policy:
+        """The tool retry preset (3 attempts, 0.5 s doubling to 10 s, 25% jitter)."""
+        return cls._preset("tool", overrides)
+
+    @classmethod
+    def validation(cls, **overrides: Any) -> Policy:
+        """The validation retry preset (2 attempts, 0.1 s apart)."""
+        return cls._preset("validation", overrides)
+
+    @classmethod
+    def timeout(
+        cls,
+        seconds: _config.Seconds,
+        /,
+        *,
+        on_timeout: Callable[..., Any] | None = None,
+        cleanup_timeout: _config.Seconds = 5.0,
+    ) -> Policy:
+        """Bound whatever this layer encloses in time.
+
+        Args:
+            seconds: The deadline (seconds or timedelta, > 0).
+            on_timeout: Cleanup run (shielded, bounded) when this deadline fires.
+            cleanup_timeout: Bound on ``on_timeout``.
+
+        Raises:
+            ConfigError: On an invalid value, naming the field.
+        """
+        config = TimeoutConfig(
+            seconds=seconds,
+            on_timeout=on_timeout,
+            cleanup_timeout=cleanup_timeout,
+        )
+        return cls((_TimeoutLayer(config),))
+
+    @classmethod
+    def breaker(
+        cls,
+        *,
+        failure_threshold: int = 5,
+        recovery_timeout: _config.Seconds = 60.0,
+        success_threshold: int = 1,
+        storage: Any = None,
+    ) -> Policy:
+        """A circuit breaker, one per wrapped node (shared by all its calls).
+
+        Args:
+            failure_threshold: Consecutive counted failures that open it.
+            recovery_timeout: How long it stays open before one probe.
+            success_threshold: Successful probes that close it again.
+            storage: Where the breaker state lives (None: in this process; a
+                `RedisBreakerStorage` shares it across processes).
+
+        Raises:
+            ConfigError: On an invalid value, naming the field.
+        """
+        config = BreakerConfig(
+            failure_threshold=failure_threshold,
+            recovery_timeout=recovery_timeout,
+            success_threshold=success_threshold,
+        )
+        return cls((_BreakerLayer(config, storage),))
+
+    # --- algebra --------------------------------------------------------------------
+
+    def __or__(self, other: object) -> Policy:
+        if not isinstance(other, Policy):
+            return NotImplemented
+        if not other.layers:
+            return self
+        if not self.layers:
+            return other
+        return Policy(self.layers + other.layers)
+
+    def __repr__(self) -> str:
+        if not self.layers:
+            return "Policy.none()"
+        return " | ".join(layer.expr() for layer in self.layers)
+
+    def __bool__(self) -> bool:
+        return bool(self.layers)
+
+    # --- plain data -----------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The policy as plain data (JSON/TOML-able) that `from_dict` reads back.
+
+        Raises:
+            ConfigError: If a layer holds code (a callback, a predicate) that
+                cannot be written out.
+        """
+        layers = []
+        for index, layer in enumerate(self.layers):
+            try:
+                layers.append(layer.to_dict())
+            except ConfigError as error:
+                raise error.prefixed(f"layers[{index}]") from None
+        return {"layers": layers}
+
+    @classmethod
+    def from_dict(cls, data: object, /, *, path: str = "") -> Policy:
+        """Build a policy from plain data, as written by `to_dict`.
+
+        A retry layer may name a ``preset`` (``llm``, ``tool``, ``validation``) and
+        override some of its fields.
+
+        Args:
+            data: ``{"layers": [{"type": "retry", ...}, ...]}``.
+            path: Prefix for error paths (for example ``nodes.plan``).
+
+        Raises:
+            ConfigError: Listing every problem as ``path: message``.
+        """
+        prefix = f"{path}." if path else ""
+        if not isinstance(data, Mapping):
+            raise ConfigError([(path, f"must be a table/mapping, got {type(data).__name__}")])
+        extra = sorted(set(data) - {"layers"})
+        if extra:
+            raise ConfigError([(path, f"unknown key(s): {', '.join(map(str, extra))}")])
+        raw = data.get("layers", [])
+        if not isinstance(raw, Sequence) or isinstance(raw, str | bytes):
+            raise ConfigError([(f"{prefix}layers", f"must be a list, got {type(raw).__name__}")])
+        layers: list[_Layer] = []
+        problems: list[tuple[str, str]] = []
+        for index, item in enumerate(raw):
+            where = f"{prefix}layers[{index}]"
+            try:
+                layers.append(_layer_from_dict(item, where))
+            except ConfigError as error:
+                problems.extend(error.problems)
+        if problems:
+            raise ConfigError(problems)
+        try:
+            return cls(tuple(layers))
+        except ConfigError as error:
+            raise error.prefixed(path) if path else error from None
+
+    # --- applying -------------------------------------------------------------------
+
+    @overload
+    def wrap(
+        self, fn: Callable[P, Awaitable[T]], /, *, name: str | None = None
+    ) -> Callable[P, Awaitable[T]]: ...
+    @overload
+    def wrap(self, fn: Callable[P, T], /, *, name: str | None = None) -> Callable[P, T]: ...
+    def wrap(self, fn: Callable[P, Any], /, *, name: str | None = None) -> Callable[P, Any]:
+        """Apply the pipeline to *fn*, keeping its signature and kind.
+
+        A sync callable stays sync and an async one stays async. A breaker layer
+        makes one breaker for this wrapped function, named *name* (by default the
+        function's qualified name), shared by all its calls. Errors propagate.
+
+        Args:
+            fn: Any callable.
+            name: Name for the breaker and the logs.
+
+        Returns:
+            The wrapped callable (*fn* itself for `Policy.none`).
+        """
+        wrapped, _ = build_pipeline(self, fn, name or callable_name(fn))
+        return wrapped
+
+
+def build_pipeline(
+    policy: Policy, fn: Callable[..., Any], name: str
+) -> tuple[Callable[..., Any], tuple[NodeCircuitBreaker, ...]]:
+    """Wrap *fn* in *policy*'s layers; also return the breakers made for it.
+
+    Each adapter keeps the function's kind and metadata (``functools.wraps``), so
+    the result has *fn*'s name and signature.
+    """
+    if not callable(fn):
+        raise ConfigError([(name, f"must be callable, got {type(fn).__name__}")])
+    breakers: list[NodeCircuitBreaker] = []
+    wrapped: Callable[..., Any] = fn
+    for layer in reversed(policy.layers):
+        wrapped = layer.wrap(wrapped, name, breakers)
+    return wrapped, tuple(breakers)
+
+
+_NONE: Final = Policy()
+
+
+_LAYER_TYPES: Final = ("breaker", "retry", "timeout")
+
+
+def _layer_from_dict(item: object, where: str) -> _Layer:
+    if not isinstance(item, Mapping):
+        raise ConfigError([(where, f"must be a table/mapping, got {type(item).__name__}")])
+    body = dict(item)
+    kind = body.pop("type", None)
+    if kind not in _LAYER_TYPES:
+        raise ConfigError(
+            [
+                (
+                    f"{where}.type",
+                    f"unknown layer type {kind!r} (expected one of: {', '.join(_LAYER_TYPES)})",
+                )
+            ]
+        )
+    if kind == "retry":
+        preset = body.pop("preset", None)
+        if preset is not None:
+            if preset not in _PRESETS:
+                raise ConfigError(
+                    [
+                        (
+                            f"{where}.preset",
+                            f"unknown preset {preset!r} (expected one of: {', '.join(_PRESETS)})",
+                        )
+                    ]
+                )
+            body = {**unstructure_config(_PRESETS[preset]), **body}
+        return _RetryLayer(load_config(body, RetryConfig, path=where), preset)
+    if kind == "timeout":
+        return _TimeoutLayer(load_config(body, TimeoutConfig, path=where))
+    storage_data = body.pop("storage", None)
+    storage = None
+    if storage_data is not None:
+        storage = _storage_from_dict(storage_data, f"{where}.storage")
+    return _BreakerLayer(load_config(body, BreakerConfig, path=where), storage)
+
+
+def _storage_from_dict(data: object, where: str) -> Any:
+    if not isinstance(data, Mapping) or data.get("type") != "redis":
+        raise ConfigError([(where, 'must be a table with type = "redis"')])
+    try:
+        from .redis_storage import (  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415 - optional extra
+            RedisBreakerStorage,
+        )
+    except ImportError as error:  # pragma: no cover - depends on the installed extras
+        raise ConfigError([(where, f"needs the 'redis' extra: {error}")]) from error
+    return RedisBreakerStorage.from_dict(data, path=where)
+
+
+def load_node_policies(source: str | PathLike[str] | Mapping[str, Any], /) -> dict[str, Policy]:
+    """Load one policy per node from a TOML file (or its parsed data).
+
+    The file has one table per node::
+
+        [nodes.plan]
+        layers = [
+            { type = "retry", preset = "llm" },
+            { type = "breaker", failure_threshold = 3 },
+            { type = "timeout", seconds = 30 },
+        ]
+
+    Args:
+        source: A path to a TOML file, or the already parsed mapping.
+
+    Returns:
+        ``{node name: Policy}``.
+
+    Raises:
+        ConfigError: Listing every problem with its path, such as
+            ``nodes.plan.layers[2].seconds: must be > 0, got 0``.
+    """
+    data = source if isinstance(source, Mapping) else _config.load_toml(source)
+    extra = sorted(set(data) - {"nodes"})
+    if extra:
+        raise ConfigError([("", f"unknown top-level key(s): {', '.join(map(str, extra))}")])
+    nodes = data.get("nodes", {})
+    if not isinstance(nodes, Mapping):
+        raise ConfigError([("nodes", f"must be a table, got {type(nodes).__name__}")])
+    policies: dict[str, Policy] = {}
+    problems: list[tuple[str, str]] = []
+    for node, spec in nodes.items():
+        try:
+            policies[str(node)] = Policy.from_dict(spec, path=f"nodes.{node}")
+        except ConfigError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise ConfigError(problems)
+    return policies

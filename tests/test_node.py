@@ -1,0 +1,345 @@
+"""The node factory: context, logging, error capture, kinds, and the node contract."""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+from structlog.testing import capture_logs
+
+from resilient_nodes import (
+    ConfigError,
+    ErrorCode,
+    NodeCancellationError,
+    Policy,
+    create_llm_node,
+    create_node,
+    create_simple_node,
+    create_tool_node,
+    current_context,
+)
+from resilient_nodes.cancel import CancelToken
+from resilient_nodes.node import AsyncNode, SyncNode
+from resilient_nodes.testing import no_backoff
+
+
+def test_sync_impl_gives_sync_node() -> None:
+    """A sync impl yields a sync node whose call returns the update."""
+    node = create_node(lambda state: {"y": state["x"] + 1}, name="inc")
+    assert isinstance(node, SyncNode)
+    assert not inspect.iscoroutinefunction(node.__call__)
+    assert node({"x": 1}) == {"y": 2}
+
+
+@pytest.mark.anyio
+async def test_async_impl_gives_async_node() -> None:
+    """An async impl yields an async node."""
+
+    async def impl(state: dict[str, int]) -> dict[str, int]:
+        await anyio.lowlevel.checkpoint()
+        return {"y": state["x"] * 2}
+
+    node = create_node(impl, name="double")
+    assert isinstance(node, AsyncNode)
+    assert inspect.iscoroutinefunction(type(node).__call__)
+    assert await node({"x": 4}) == {"y": 8}
+
+
+def test_node_signature_is_langgraphs() -> None:
+    """The node takes (state, config: RunnableConfig | None = None)."""
+    from langchain_core.runnables import RunnableConfig
+
+    node = create_node(lambda state: None, name="n")
+    params = inspect.signature(node).parameters
+    assert list(params) == ["state", "config"]
+    assert params["config"].default is None
+    assert params["config"].annotation in (RunnableConfig | None, RunnableConfig)
+
+
+def test_impl_may_take_config() -> None:
+    """An impl with (state, config) receives the config; (state) does not."""
+    seen: list[Any] = []
+
+    def with_config(state: dict[str, Any], config: dict[str, Any]) -> None:
+        seen.append(config)
+
+    create_node(with_config, name="a")({}, {"configurable": {"k": 1}})
+    assert seen == [{"configurable": {"k": 1}}]
+    create_node(lambda state: seen.append("no config"), name="b")({}, {"configurable": {}})
+    assert seen[-1] == "no config"
+
+
+def test_current_context_inside_impl() -> None:
+    """current_context() in the impl names the node and carries ids from the config."""
+    seen = []
+
+    def impl(state: dict[str, Any]) -> None:
+        seen.append(current_context())
+
+    node = create_node(impl, name="ctx")
+    node(
+        {},
+        {
+            "metadata": {"trace_id": "t" * 32, "graph_execution_id": "g-1"},
+            "configurable": {"thread_id": "th"},
+        },
+    )
+    (context,) = seen
+    assert context.node_name == "ctx"
+    assert context.trace_id == "t" * 32
+    assert context.graph_execution_id == "g-1"
+    assert context.thread_id == "th"
+    assert context.attempt == 1
+    assert current_context() is None
+
+
+def test_attempt_number_advances_with_retries() -> None:
+    """The context's attempt number is the attempt being run."""
+    attempts: list[int] = []
+
+    def impl(state: dict[str, Any]) -> dict[str, Any]:
+        context = current_context()
+        assert context is not None
+        attempts.append(context.attempt)
+        if len(attempts) < 3:
+            raise ConnectionError("down")
+        return {}
+
+    with no_backoff():
+        create_node(impl, name="n", policy=Policy.retry(attempts=3))({})
+    assert attempts == [1, 2, 3]
+
+
+def test_error_is_captured_into_state() -> None:
+    """A failure surviving the policy becomes {'errors': [record]}."""
+
+    def impl(state: dict[str, Any]) -> dict[str, Any]:
+        raise ValueError("bad input for story")
+
+    update = create_node(impl, name="check")({"story_id": "s-1"})
+    (record,) = update["errors"]
+    assert record["node"] == "check"
+    assert record["code"] == ErrorCode.VALIDATION_FAILED.value
+    assert record["category"] == "validation"
+    assert record["message"] == "bad input for story"
+    assert record["attempts"] == 1
+    assert record["retryable"] is False
+    assert "ValueError" in record["traceback"]
+
+
+def test_exhausted_retries_record_attempts() -> None:
+    """The record says how many attempts were made."""
+
+    def impl(state: dict[str, Any]) -> dict[str, Any]:
+        raise ConnectionError("still down")
+
+    with no_backoff():
+        update = create_node(impl, name="n", policy=Policy.retry(attempts=4))({})
+    (record,) = update["errors"]
+    assert record["code"] == ErrorCode.RETRY_EXHAUSTED.value
+    assert record["attempts"] == 4
+
+
+def test_capture_off_propagates_the_original() -> None:
+    """With capture_errors=False the original exception propagates unchanged."""
+    boom = RuntimeError("boom")
+
+    def impl(state: dict[str, Any]) -> dict[str, Any]:
+        raise boom
+
+    with pytest.raises(RuntimeError) as caught:
+        create_node(impl, name="n", capture_errors=False)({})
+    assert caught.value is boom
+
+
+@pytest.mark.parametrize("bad", ["a string", 42, ["x"], object()])
+def test_non_mapping_result_is_a_validation_error(bad: object) -> None:
+    """Returning something that is not a state update is VALIDATION_FAILED naming the node."""
+    update = create_node(lambda state: bad, name="shape")({})
+    (record,) = update["errors"]
+    assert record["code"] == ErrorCode.VALIDATION_FAILED.value
+    assert "node shape" in record["message"]
+    assert type(bad).__name__ in record["message"]
+
+
+def test_none_and_command_results_are_updates() -> None:
+    """None (no update) and LangGraph Command objects pass through."""
+    from langgraph.types import Command
+
+    assert create_node(lambda state: None, name="n")({}) is None
+    command = Command(goto="next", update={"x": 1})
+    assert create_node(lambda state: command, name="c")({}) is command
+
+
+def test_keyboard_interrupt_passes_through() -> None:
+    """KeyboardInterrupt is never captured."""
+
+    def impl(state: dict[str, Any]) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        create_node(impl, name="n", policy=Policy.llm())({})
+
+
+def test_graph_bubble_up_passes_through() -> None:
+    """LangGraph's GraphInterrupt (an Exception) is never captured or retried."""
+    from langgraph.errors import GraphInterrupt
+
+    calls = 0
+
+    def impl(state: dict[str, Any]) -> None:
+        nonlocal calls
+        calls += 1
+        raise GraphInterrupt(())
+
+    with pytest.raises(GraphInterrupt):
+        create_node(impl, name="n", policy=Policy.llm())({})
+    assert calls == 1
+
+
+@pytest.mark.anyio
+async def test_outer_cancellation_passes_through_async_node() -> None:
+    """The backend's cancellation is not captured into state."""
+    started = anyio.Event()
+
+    async def impl(state: dict[str, Any]) -> dict[str, Any]:
+        started.set()
+        await anyio.sleep(10)
+        return {}
+
+    node = create_node(impl, name="n", policy=Policy.llm() | Policy.timeout(30))
+    result: list[Any] = []
+    async with anyio.create_task_group() as tg:
+
+        async def run() -> None:
+            result.append(await node({}))
+
+        tg.start_soon(run)
+        await started.wait()
+        tg.cancel_scope.cancel()
+    assert result == []
+
+
+@pytest.mark.anyio
+async def test_cancel_token_in_config_cancels_the_node() -> None:
+    """A cancel token in config['configurable'] stops the node with CANCELLED."""
+    token = CancelToken()
+    started = anyio.Event()
+
+    async def impl(state: dict[str, Any]) -> dict[str, Any]:
+        started.set()
+        await anyio.sleep(10)
+        return {}
+
+    node = create_node(impl, name="n", policy=Policy.llm())
+
+    async with anyio.create_task_group() as tg:
+        results: list[Any] = []
+
+        async def run() -> None:
+            results.append(await node({}, {"configurable": {"cancel_token": token}}))
+
+        tg.start_soon(run)
+        await started.wait()
+        token.cancel("user pressed stop")
+    (update,) = results
+    (record,) = update["errors"]
+    assert record["code"] == ErrorCode.CANCELLED.value
+
+
+def test_cancel_token_already_set_sync_node() -> None:
+    """A sync node with a set token does not run its impl and reports CANCELLED."""
+    token = CancelToken()
+    token.cancel("stop")
+    calls = 0
+
+    def impl(state: dict[str, Any]) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        return {}
+
+    update = create_node(impl, name="n")({}, {"configurable": {"cancel_token": token}})
+    assert calls == 0
+    assert update["errors"][0]["code"] == ErrorCode.CANCELLED.value
+    with pytest.raises(NodeCancellationError):
+        create_node(impl, name="n", capture_errors=False)(
+            {}, {"configurable": {"cancel_token": token}}
+        )
+
+
+def test_logs_started_succeeded_with_ids() -> None:
+    """node.started / node.succeeded carry node, ids, story_id and duration."""
+    node = create_node(lambda state: {}, name="logged")
+    with capture_logs() as logs:
+        node({"story_id": "s-9"}, {"metadata": {"trace_id": "abc"}})
+    events = {entry["event"]: entry for entry in logs}
+    assert set(events) >= {"node.started", "node.succeeded"}
+    succeeded = events["node.succeeded"]
+    assert succeeded["node"] == "logged"
+    assert succeeded["trace_id"] == "abc"
+    assert succeeded["story_id"] == "s-9"
+    assert succeeded["duration_ms"] >= 0
+    assert "graph_execution_id" in succeeded
+
+
+def test_logs_failed() -> None:
+    """node.failed carries the error type and attempts."""
+
+    def impl(state: dict[str, Any]) -> None:
+        raise ValueError("nope")
+
+    with capture_logs() as logs:
+        create_node(impl, name="f")({})
+    (failed,) = [entry for entry in logs if entry["event"] == "node.failed"]
+    assert failed["error_type"] == "ValueError"
+    assert failed["attempts"] == 1
+    assert failed["log_level"] == "warning"
+
+
+def test_bad_arguments_are_config_errors() -> None:
+    """A non-callable impl, an empty name or a non-Policy policy is refused at once."""
+    with pytest.raises(ConfigError, match=r"nodes\.x\.impl: must be callable"):
+        create_node(3, name="x")  # type: ignore[call-overload]
+    with pytest.raises(ConfigError, match="name: must be a non-empty string"):
+        create_node(lambda s: None, name="")
+    with pytest.raises(ConfigError, match="must be a Policy"):
+        create_node(lambda s: None, name="p", policy="llm")  # type: ignore[arg-type]
+
+
+def test_preset_factories() -> None:
+    """create_simple/llm/tool_node use the preset policies."""
+    assert create_simple_node(lambda s: None, name="a").policy == Policy.none()
+    assert create_llm_node(lambda s: None, name="b").policy == Policy.llm()
+    assert create_tool_node(lambda s: None, name="c", timeout=5, breaker=True).policy == (
+        Policy.tool() | Policy.breaker() | Policy.timeout(5)
+    )
+
+
+def test_breaker_is_per_node_and_named_after_it() -> None:
+    """Each node owns one breaker, named after the node, shared by all its calls."""
+    node = create_node(lambda s: {}, name="plan", policy=Policy.breaker(failure_threshold=2))
+    assert node.breaker is not None
+    assert node.breaker.name == "plan"
+    other = create_node(lambda s: {}, name="plan2", policy=Policy.breaker())
+    assert other.breaker is not node.breaker
+    assert create_node(lambda s: {}, name="x").breaker is None
+
+
+def test_repr_names_node_and_policy() -> None:
+    """repr(node) shows its kind, name and policy."""
+    node = create_node(lambda s: {}, name="plan", policy=Policy.llm())
+    assert repr(node) == "<sync node 'plan': Policy.llm()>"
+
+
+def test_error_records_pickle() -> None:
+    """Captured records are plain data (checkpointers pickle or JSON them)."""
+
+    def impl(state: dict[str, Any]) -> None:
+        raise TimeoutError("slow")
+
+    update = create_node(impl, name="n")({})
+    assert pickle.loads(pickle.dumps(update)) == update
