@@ -150,6 +150,18 @@ def create_execution_context(
 
 _current: ContextVar[ExecutionContext | None] = ContextVar("resilient_nodes_context", default=None)
 
+# The node shell puts a one-item list here per call; the retry layer writes the
+# number of the attempt it starts into it, so a failure recorded in state says how
+# many attempts were made even when the last error was not retryable. A list, not
+# an int, so that worker threads (which get a copy of the context) write through.
+_attempt_cell: ContextVar[list[int] | None] = ContextVar("resilient_nodes_attempts", default=None)
+
+
+def _note_attempt(attempt: int) -> None:
+    cell = _attempt_cell.get()
+    if cell is not None:
+        cell[0] = attempt
+
 
 def current_context() -> ExecutionContext | None:
     """The context of the node call running now, or None outside any node."""

@@ -26,12 +26,13 @@ import dataclasses
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Generic, Optional, TypeVar, overload
+from contextvars import Token
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Optional, TypeVar, overload
 
 from ._callables import is_async_callable
 from ._control import is_control_flow
 from .cancel import call_with_cancel_token, call_with_cancel_token_sync
-from .context import _current, create_execution_context
+from .context import _attempt_cell, _current, create_execution_context
 from .errors import ConfigError, NodeRetryExhaustedError, NodeValidationError
 from .logging import NODE_FAILED, NODE_STARTED, NODE_SUCCEEDED, get_logger
 from .policy import Policy, build_pipeline
@@ -135,6 +136,18 @@ def _cancel_token(config: Mapping[str, Any] | None) -> Any:
     return configurable.get("cancel_token")
 
 
+class _CallScope(NamedTuple):
+    """What one call set in context variables, and the attempt cell it reads."""
+
+    context_token: Token[Any]
+    cell_token: Token[Any]
+    attempts: list[int]
+
+    def close(self) -> None:
+        _attempt_cell.reset(self.cell_token)
+        _current.reset(self.context_token)
+
+
 class _NodeShell(Generic[S, U]):
     """What the sync and async nodes share: construction, context, logging, capture."""
 
@@ -209,12 +222,12 @@ class _NodeShell(Generic[S, U]):
 
     def _begin(
         self, state: object, config: Mapping[str, Any] | None
-    ) -> tuple[Any, dict[str, Any], float]:
+    ) -> tuple[_CallScope, dict[str, Any], float]:
         trace_id, execution_id = _ids_from_config(config)
         context = create_execution_context(
             self.name, config=config, trace_id=trace_id, graph_execution_id=execution_id
         )
-        token = _current.set(context)
+        scope = _CallScope(_current.set(context), _attempt_cell.set(cell := [1]), cell)
         # Per-call ids travel as event fields: binding a new logger per call would
         # cost an allocation even when the level is filtered out.
         fields: dict[str, Any] = {
@@ -225,7 +238,7 @@ class _NodeShell(Generic[S, U]):
         if story_id is not None:
             fields["story_id"] = story_id
         self._logger().debug(NODE_STARTED, attempt=1, **fields)
-        return token, fields, time.perf_counter()
+        return scope, fields, time.perf_counter()
 
     def _finish(self, result: object, fields: dict[str, Any], started: float) -> Any:
         if not _is_update(result):
@@ -243,7 +256,9 @@ class _NodeShell(Generic[S, U]):
             return lambda: pipeline(state, config)
         return lambda: pipeline(state)
 
-    def _fail(self, error: Exception, fields: dict[str, Any], started: float) -> ErrorUpdate | None:
+    def _fail(
+        self, error: Exception, attempt: int, fields: dict[str, Any], started: float
+    ) -> ErrorUpdate | None:
         """Log a failure; the update to return, or None when it must propagate.
 
         LangGraph's control flow (an ``Exception`` subclass) is not a failure: it
@@ -251,7 +266,7 @@ class _NodeShell(Generic[S, U]):
         """
         if is_control_flow(error):
             return None
-        attempts = error.attempts if isinstance(error, NodeRetryExhaustedError) else 1
+        attempts = max(attempt, error.attempts if isinstance(error, NodeRetryExhaustedError) else 1)
         self._logger().warning(
             NODE_FAILED,
             duration_ms=_elapsed_ms(started),
@@ -280,7 +295,7 @@ class SyncNode(_NodeShell[S, U]):
         config: Optional[RunnableConfig] = None,  # noqa: UP045 - see the module docstring
     ) -> U | ErrorUpdate:
         """Run the node on *state*; returns its update (or the error update)."""
-        token, fields, started = self._begin(state, config)
+        scope, fields, started = self._begin(state, config)
         try:
             call = self._bind(state, config)
             cancel_token = _cancel_token(config)
@@ -290,12 +305,12 @@ class SyncNode(_NodeShell[S, U]):
                 result = call_with_cancel_token_sync(call, cancel_token, name=self.name)
             return self._finish(result, fields, started)  # type: ignore[no-any-return]
         except Exception as error:
-            update = self._fail(error, fields, started)
+            update = self._fail(error, scope.attempts[0], fields, started)
             if update is None:
                 raise
             return update
         finally:
-            _current.reset(token)
+            scope.close()
 
 
 class AsyncNode(_NodeShell[S, U]):
@@ -309,7 +324,7 @@ class AsyncNode(_NodeShell[S, U]):
         config: Optional[RunnableConfig] = None,  # noqa: UP045 - see the module docstring
     ) -> U | ErrorUpdate:
         """Run the node on *state*; returns its update (or the error update)."""
-        token, fields, started = self._begin(state, config)
+        scope, fields, started = self._begin(state, config)
         try:
             call = self._bind(state, config)
             cancel_token = _cancel_token(config)
@@ -319,12 +334,12 @@ class AsyncNode(_NodeShell[S, U]):
                 result = await call_with_cancel_token(call, cancel_token, name=self.name)
             return self._finish(result, fields, started)  # type: ignore[no-any-return]
         except Exception as error:
-            update = self._fail(error, fields, started)
+            update = self._fail(error, scope.attempts[0], fields, started)
             if update is None:
                 raise
             return update
         finally:
-            _current.reset(token)
+            scope.close()
 
 
 @overload

@@ -68,7 +68,7 @@ from ._callables import is_async_callable
 from ._control import is_control_flow
 from ._deadline import async_remaining, sync_remaining
 from .classification import ErrorClassification, classify_error
-from .context import _current
+from .context import _current, _note_attempt
 from .errors import ConfigError, NodeRetryExhaustedError
 from .logging import NODE_RETRY_SCHEDULED, get_logger
 from .sanitize import redact_secrets
@@ -491,6 +491,7 @@ class _Retrier:
                 )
             (_hooks.sync_sleep or time.sleep)(delay)
             rs.prepare_for_next_attempt()
+            _note_attempt(rs.attempt_number)
             token = None
             if outer is not None:
                 context = outer.with_attempt(rs.attempt_number)
@@ -530,6 +531,7 @@ class _Retrier:
                     self.callback_failed(failure, rs.attempt_number)
             await (_hooks.async_sleep or anyio.sleep)(delay)
             rs.prepare_for_next_attempt()
+            _note_attempt(rs.attempt_number)
             token = None
             if outer is not None:
                 context = outer.with_attempt(rs.attempt_number)

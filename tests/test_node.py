@@ -343,3 +343,17 @@ def test_error_records_pickle() -> None:
 
     update = create_node(impl, name="n")({})
     assert pickle.loads(pickle.dumps(update)) == update
+
+
+def test_record_counts_attempts_when_the_last_error_is_not_retryable() -> None:
+    """A retryable failure then a non-retryable one records 2 attempts."""
+    errors: list[Exception] = [ConnectionError("blip"), ValueError("bad answer")]
+
+    def impl(state: dict[str, Any]) -> dict[str, Any]:
+        raise errors.pop(0)
+
+    with no_backoff():
+        update = create_node(impl, name="n", policy=Policy.retry(attempts=5))({})
+    (record,) = update["errors"]
+    assert record["attempts"] == 2
+    assert record["code"] == ErrorCode.VALIDATION_FAILED.value
