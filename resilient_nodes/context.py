@@ -8,7 +8,7 @@ context variables).
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -28,14 +28,27 @@ __all__ = [
 ]
 
 
+# A random (version 4) UUID as an int, from the same os.urandom bytes uuid.uuid4
+# uses, without building a uuid.UUID: its pure-Python constructor was most of the
+# cost of a node call's context. The masks set the version and variant bits exactly
+# as UUID(bytes=..., version=4) does.
+_UUID4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_UUID4_SET = (0x8000 << 48) | (4 << 76)
+
+
+def _uuid4_hex() -> str:
+    return f"{int.from_bytes(os.urandom(16)) & _UUID4_CLEAR | _UUID4_SET:032x}"
+
+
 def generate_trace_id() -> str:
     """A new trace id: 32 lowercase hex digits (W3C / OpenTelemetry shaped)."""
-    return uuid.uuid4().hex
+    return _uuid4_hex()
 
 
 def generate_graph_execution_id() -> str:
     """A new graph execution id (a UUID4 string)."""
-    return str(uuid.uuid4())
+    h = _uuid4_hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -96,6 +109,18 @@ def _text(value: object) -> str | None:
     return None if value is None else str(value)
 
 
+def _langgraph_run_id(configurable: object) -> object:
+    """The ``run_id`` given to a LangGraph invocation, as LangGraph 1.x keeps it.
+
+    It is not in the node's config proper, only on the runtime object LangGraph
+    puts in ``configurable``; read defensively, since that is not a public path.
+    """
+    if not isinstance(configurable, Mapping):
+        return None
+    runtime = configurable.get("__pregel_runtime")
+    return getattr(getattr(runtime, "execution_info", None), "run_id", None)
+
+
 def create_execution_context(
     node_name: str,
     /,
@@ -109,8 +134,15 @@ def create_execution_context(
     """Build the context for one node call.
 
     Ids come from, in order: the explicit arguments; the RunnableConfig's
-    ``metadata`` (``trace_id``, ``graph_execution_id``); its ``run_id``; and
-    otherwise new ones. ``thread_id`` is read from ``configurable``.
+    ``metadata`` (``trace_id``, ``graph_execution_id``); the run id of the graph
+    invocation (``config["run_id"]``, or where LangGraph keeps the ``run_id``
+    passed to ``invoke``: the trace id is then its 32 hex digits, the execution
+    id the run id itself); and otherwise new ones. ``thread_id`` is read from
+    ``configurable``.
+
+    LangGraph gives nodes no id of their invocation unless the caller passes a
+    ``run_id`` (or metadata ids): without one, every node call gets new ids, so
+    pass ``config={"run_id": uuid4()}`` to correlate the nodes of one run.
 
     Args:
         node_name: The node's name.
@@ -126,14 +158,17 @@ def create_execution_context(
     config = config or {}
     config_meta = config.get("metadata") or {}
     configurable = config.get("configurable") or {}
-    run_id = _text(config.get("run_id"))
+    run_id = _text(config.get("run_id") or _langgraph_run_id(configurable))
     merged: dict[str, Any] = {}
     if isinstance(config_meta, Mapping):
         merged.update(config_meta)
     if metadata:
         merged.update(metadata)
     return ExecutionContext(
-        trace_id=trace_id or _text(merged.get("trace_id")) or generate_trace_id(),
+        trace_id=trace_id
+        or _text(merged.get("trace_id"))
+        or (run_id.replace("-", "") if run_id else None)
+        or generate_trace_id(),
         graph_execution_id=graph_execution_id
         or _text(merged.get("graph_execution_id"))
         or run_id

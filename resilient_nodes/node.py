@@ -105,28 +105,6 @@ def _story_id(state: object) -> object:
     return getattr(state, "story_id", None)
 
 
-def _ids_from_config(config: Mapping[str, Any] | None) -> tuple[str | None, str | None]:
-    """Trace and execution ids for a run that did not set them explicitly.
-
-    LangGraph does not hand ``run_id`` to nodes, but every node of one invocation
-    shares its callback manager's ``parent_run_id``: use it so the ids agree across
-    the nodes of a run.
-    """
-    if not config:
-        return None, None
-    meta = config.get("metadata") or {}
-    trace = meta.get("trace_id") if isinstance(meta, Mapping) else None
-    execution = meta.get("graph_execution_id") if isinstance(meta, Mapping) else None
-    parent = getattr(config.get("callbacks"), "parent_run_id", None)
-    if parent is not None:
-        trace = trace or getattr(parent, "hex", str(parent))
-        execution = execution or str(parent)
-    run_id = config.get("run_id")
-    if run_id is not None:
-        execution = execution or str(run_id)
-    return (None if trace is None else str(trace)), (None if execution is None else str(execution))
-
-
 def _cancel_token(config: Mapping[str, Any] | None) -> Any:
     if not config:
         return None
@@ -223,10 +201,7 @@ class _NodeShell(Generic[S, U]):
     def _begin(
         self, state: object, config: Mapping[str, Any] | None
     ) -> tuple[_CallScope, dict[str, Any], float]:
-        trace_id, execution_id = _ids_from_config(config)
-        context = create_execution_context(
-            self.name, config=config, trace_id=trace_id, graph_execution_id=execution_id
-        )
+        context = create_execution_context(self.name, config=config)
         scope = _CallScope(_current.set(context), _attempt_cell.set(cell := [1]), cell)
         # Per-call ids travel as event fields: binding a new logger per call would
         # cost an allocation even when the level is filtered out.
@@ -387,6 +362,20 @@ def create_node(
     return SyncNode(impl, name=name, policy=policy, capture_errors=capture_errors)
 
 
+@overload
+def create_simple_node(
+    impl: Callable[[S], Awaitable[U]] | Callable[[S, RunnableConfig], Awaitable[U]],
+    *,
+    name: str,
+    capture_errors: bool = ...,
+) -> AsyncNode[S, U]: ...
+@overload
+def create_simple_node(
+    impl: Callable[[S], U] | Callable[[S, RunnableConfig], U],
+    *,
+    name: str,
+    capture_errors: bool = ...,
+) -> SyncNode[S, U]: ...
 def create_simple_node(
     impl: Callable[..., Any], *, name: str, capture_errors: bool = True
 ) -> AsyncNode[Any, Any] | SyncNode[Any, Any]:
@@ -420,6 +409,24 @@ def _make_node(
     return node
 
 
+@overload
+def create_llm_node(
+    impl: Callable[[S], Awaitable[U]] | Callable[[S, RunnableConfig], Awaitable[U]],
+    *,
+    name: str,
+    timeout: float | None = ...,
+    breaker: bool = ...,
+    capture_errors: bool = ...,
+) -> AsyncNode[S, U]: ...
+@overload
+def create_llm_node(
+    impl: Callable[[S], U] | Callable[[S, RunnableConfig], U],
+    *,
+    name: str,
+    timeout: float | None = ...,
+    breaker: bool = ...,
+    capture_errors: bool = ...,
+) -> SyncNode[S, U]: ...
 def create_llm_node(
     impl: Callable[..., Any],
     *,
@@ -439,6 +446,24 @@ def create_llm_node(
     )
 
 
+@overload
+def create_tool_node(
+    impl: Callable[[S], Awaitable[U]] | Callable[[S, RunnableConfig], Awaitable[U]],
+    *,
+    name: str,
+    timeout: float | None = ...,
+    breaker: bool = ...,
+    capture_errors: bool = ...,
+) -> AsyncNode[S, U]: ...
+@overload
+def create_tool_node(
+    impl: Callable[[S], U] | Callable[[S, RunnableConfig], U],
+    *,
+    name: str,
+    timeout: float | None = ...,
+    breaker: bool = ...,
+    capture_errors: bool = ...,
+) -> SyncNode[S, U]: ...
 def create_tool_node(
     impl: Callable[..., Any],
     *,
