@@ -16,7 +16,11 @@ if TYPE_CHECKING:
 
 # Public modules whose `__all__` is re-exported from the package root. `testing` is
 # its own public namespace (`resilient_nodes.testing`), like structlog.testing.
-_OWN_NAMESPACES = frozenset({"testing"})
+_OWN_NAMESPACES = frozenset({"testing", "demo"})
+
+# Modules that need an optional extra: their names are attributes of the package,
+# imported on first use, but not in __all__, so a star import never needs the extra.
+_OPTIONAL = frozenset({"redis_storage"})
 
 # Modules whose names are not re-exported from `resilient_nodes/__init__.py` yet.
 # strict xfail: once a module's names are re-exported its test passes and fails the
@@ -28,7 +32,7 @@ def _public_modules() -> list[str]:
     return sorted(
         info.name
         for info in pkgutil.iter_modules(resilient_nodes.__path__)
-        if not info.name.startswith("_") and info.name not in _OWN_NAMESPACES
+        if not info.name.startswith("_") and info.name not in _OWN_NAMESPACES | _OPTIONAL
     )
 
 
@@ -128,3 +132,18 @@ def test_foundation_modules_are_reexported_where_promised() -> None:
 def test_pending_set_names_only_real_modules() -> None:
     """The pending list does not name modules that do not exist (it must not rot)."""
     assert set(_PENDING_REEXPORT) <= set(_public_modules())
+
+
+@pytest.mark.parametrize("module_name", sorted(_OPTIONAL))
+def test_optional_module_names_are_package_attributes(module_name: str) -> None:
+    """Names needing an extra resolve lazily from the package, as the same objects."""
+    module = _import(module_name)
+    for name in module.__all__:
+        assert name not in resilient_nodes.__all__, name
+        assert getattr(resilient_nodes, name) is getattr(module, name), name
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    """The lazy loader does not swallow typos."""
+    with pytest.raises(AttributeError, match="no attribute 'Polcy'"):
+        resilient_nodes.Polcy  # noqa: B018 - the lookup is the test

@@ -18,7 +18,8 @@ sys.path.insert(0, str(ROOT))
 import resilient_nodes
 
 # Own namespaces (imported as resilient_nodes.testing), and modules that need an
-# optional extra: their names are imported lazily by __getattr__ instead.
+# optional extra: their names are imported lazily by __getattr__ instead, and left
+# out of __all__ so that a star import never needs the extra.
 OWN_NAMESPACES = {"testing", "demo"}
 OPTIONAL = {"redis_storage"}
 
@@ -85,7 +86,6 @@ def main() -> None:
             "    globals()[name] = value\n"
             "    return value\n"
         )
-        names.extend(optional)
     lines.append("\n__all__ = [\n")
     for name in sorted(set(names), key=isort_key):
         lines.append(f'    "{name}",\n')
