@@ -59,6 +59,17 @@ Storage
 Any object with the `BreakerStorage` shape (pybreaker's storage interface) can be
 passed instead; then every admission re-reads the stored state, so a transition made
 by another process is noticed (and logged) on the next call.
+
+A storage that mirrors a remote store (`resilient_nodes.redis_storage`) offers
+``for_breaker(name, *, config, clock)``, which returns this breaker's own view of
+it. Such a view also has ``sync()`` (take in what the remote store said, called
+under our lock before every read, so the state never changes in the middle of a
+critical section), ``subscribe(callback)`` (called from the storage's thread when
+the remote state changed, so our epoch follows it without any caller asking),
+``try_probe()`` / ``end_probe()`` (the cross-process probe lease, around the local
+probe slot) and an ``adopting`` flag (set while we replay a state it reported, so
+pybreaker's counter resets on entering that state stay local). Because the epoch is
+kept current by the callback, the lock-free fast paths stay on for such a view.
 """
 
 from __future__ import annotations
@@ -140,6 +151,20 @@ def counts_as_failure(error: BaseException, /) -> bool:
     if is_control_flow(error):
         return False
     return classify_error(error).category in _COUNTED
+
+
+class _SharedView(Protocol):
+    """A per-breaker view of a remote store (see "Storage" in the module docstring)."""
+
+    adopting: bool
+
+    def sync(self) -> None: ...
+
+    def subscribe(self, callback: Callable[[], None], /) -> None: ...
+
+    def try_probe(self) -> bool: ...
+
+    def end_probe(self) -> None: ...
 
 
 class BreakerStorage(Protocol):
@@ -387,8 +412,15 @@ class NodeCircuitBreaker:
         self._recovery: float = self.config.recovery_timeout
         self._lock = threading.Lock()
         # An external storage may change under us (another process); then every
-        # admission re-reads it and the lock-free paths are off.
+        # locked section re-reads it. The lock-free paths read only our epoch, so
+        # they stay on when the storage tells us about changes (a shared view) and
+        # are off for a plain external storage.
         self._external = storage is not None
+        bind = getattr(storage, "for_breaker", None)
+        if bind is not None:
+            storage = bind(name, config=self.config, clock=self._clock)
+        self._shared: _SharedView | None = cast("_SharedView", storage) if bind else None
+        self._fast = storage is None or self._shared is not None
         self._storage: Any = (
             storage if storage is not None else _pb.CircuitMemoryStorage(_pb.STATE_CLOSED)
         )
@@ -408,6 +440,8 @@ class NodeCircuitBreaker:
             throw_new_error_on_trip=False,
         )
         self._epoch = self._epoch_from_storage(_FROM_PB[self._cb.current_state])
+        if self._shared is not None:
+            self._shared.subscribe(self._on_storage_change)
 
     @classmethod
     def from_config(
@@ -467,11 +501,32 @@ class NodeCircuitBreaker:
     def _refresh(self) -> None:
         # pybreaker's ``state`` property notices a state written by someone else
         # and replays it through the listener.
+        shared = self._shared
+        if shared is not None:
+            shared.sync()
+            shared.adopting = True
         self._adopting = True
         try:
             self._cb.state  # noqa: B018 - read for its side effect
         finally:
             self._adopting = False
+            if shared is not None:
+                shared.adopting = False
+        epoch = self._epoch
+        if shared is not None and epoch.state is _OPEN:
+            # Still open, but maybe re-opened elsewhere (a failed probe): follow
+            # the shared opened_at. Within 2 ms it is our own stamp, rounded.
+            fresh = self._epoch_from_storage(_OPEN)
+            if abs(fresh.recover_at - epoch.recover_at) > 0.002:
+                self._epoch = fresh
+                self._probe = None
+
+    def _on_storage_change(self) -> None:
+        # Called from the shared storage's thread.
+        with self._lock:
+            self._refresh()
+            events = self._take_pending()
+        self._emit(events)
 
     def _take_pending(self) -> list[tuple[BreakerState | None, BreakerState, int]] | None:
         if not self._pending:
@@ -569,7 +624,7 @@ class NodeCircuitBreaker:
                 in flight (then ``recovery_time`` is 0).
         """
         epoch = self._epoch
-        if not self._external:
+        if self._fast:
             if epoch.state is _CLOSED:
                 return epoch
             if epoch.state is _OPEN:
@@ -595,7 +650,11 @@ class NodeCircuitBreaker:
                     if remaining <= 0.0:
                         self._cb.half_open()
                         epoch = self._epoch
-                if epoch.state is _HALF_OPEN and self._probe is None:
+                if (
+                    epoch.state is _HALF_OPEN
+                    and self._probe is None
+                    and (self._shared is None or self._shared.try_probe())
+                ):
                     ticket = self._probe = _Probe(epoch)
             events = self._take_pending()
         self._emit(events)
@@ -617,12 +676,7 @@ class NodeCircuitBreaker:
         """
         # Closed and still the same epoch: a success only resets the failure count,
         # so when it is already 0 there is nothing for pybreaker to do.
-        if (
-            error is None
-            and ticket is self._epoch
-            and not self._external
-            and self._storage.counter == 0
-        ):
+        if error is None and ticket is self._epoch and self._fast and self._storage.counter == 0:
             return
         self._release_locked(ticket, error)
 
@@ -637,6 +691,7 @@ class NodeCircuitBreaker:
         else:
             outcome = None
         with self._lock:
+            probe = isinstance(ticket, _Probe)
             if isinstance(ticket, _Probe):
                 if ticket.released:
                     return
@@ -650,6 +705,9 @@ class NodeCircuitBreaker:
                 self._refresh()
             if epoch is self._epoch and outcome is not None:
                 self._record(outcome=outcome)
+            if probe and self._shared is not None:
+                # After the outcome, so the lease goes back with it, not before.
+                self._shared.end_probe()
             events = self._take_pending()
         self._emit(events)
 
@@ -785,7 +843,7 @@ def _async_shell(
     afn = cast("Callable[..., Awaitable[Any]]", fn)
     admit = breaker.admit
     release = breaker.release
-    fast = not breaker._external  # noqa: SLF001 - the shells belong to the breaker
+    fast = breaker._fast  # noqa: SLF001 - the shells belong to the breaker
     clock = breaker._clock  # noqa: SLF001
 
     async def guarded(*args: Any, **kwargs: Any) -> Any:
@@ -814,7 +872,7 @@ def _sync_shell(
 ) -> Callable[..., Any]:
     admit = breaker.admit
     release = breaker.release
-    fast = not breaker._external  # noqa: SLF001
+    fast = breaker._fast  # noqa: SLF001
     clock = breaker._clock  # noqa: SLF001
 
     def guarded(*args: Any, **kwargs: Any) -> Any:
