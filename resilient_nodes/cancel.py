@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
 
 import anyio
@@ -155,6 +157,33 @@ class CancelToken:
 
 CancelTokenLike: TypeAlias = CancelToken | anyio.Event | threading.Event
 """Anything accepted as a cancel token."""
+
+_thread_token: ContextVar[CancelTokenLike | None] = ContextVar(
+    "resilient_nodes_thread_token", default=None
+)
+
+
+def sync_cancel_token() -> CancelTokenLike | None:
+    """The cancel token of the sync call running in this worker thread, if any."""
+    return _thread_token.get()
+
+
+def sleep_unless_cancelled(delay: float, token: CancelTokenLike, /, *, name: str | None) -> None:
+    """Sleep *delay* seconds in a thread, cut short by *token*.
+
+    Raises:
+        NodeCancellationError: If the token is set before or during the sleep.
+    """
+    if isinstance(token, CancelToken):
+        token.wait_sync(delay)
+    elif isinstance(token, threading.Event):
+        token.wait(delay)
+    else:  # an anyio.Event cannot be waited on from a thread: poll it
+        end = time.monotonic() + delay
+        while not token.is_set() and (left := end - time.monotonic()) > 0:
+            time.sleep(min(left, POLL_INTERVAL))
+    if is_token_cancelled(token):
+        raise NodeCancellationError(token_reason(token), node=name)
 
 
 def is_token_cancelled(token: CancelTokenLike, /) -> bool:
@@ -340,7 +369,13 @@ def call_with_cancel_token_sync(
         return fn()
     if is_token_cancelled(token):
         raise NodeCancellationError(token_reason(token), node=name)
-    outcome = _threads.run(fn, timeout=None, token=token, name=name, logger=logger)
+    # Published to the worker thread (it copies this context): once the caller
+    # has been released, a sync retry running there must not start another attempt.
+    published = _thread_token.set(token)
+    try:
+        outcome = _threads.run(fn, timeout=None, token=token, name=name, logger=logger)
+    finally:
+        _thread_token.reset(published)
     if outcome.finished:
         return outcome.value()
     raise NodeCancellationError(token_reason(token), node=name)

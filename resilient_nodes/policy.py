@@ -34,6 +34,7 @@ import attrs
 from . import config as _config
 from ._callables import callable_name
 from .breaker import NodeCircuitBreaker, wrap_breaker
+from .chaos import ChaosConfig, wrap_chaos
 from .config import BreakerConfig, RetryConfig, TimeoutConfig, load_config, unstructure_config
 from .errors import ConfigError
 from .retry import wrap_retry
@@ -160,7 +161,23 @@ class _BreakerLayer:
         return wrap_breaker(fn, breaker, name=name)
 
 
-_Layer = _RetryLayer | _TimeoutLayer | _BreakerLayer
+@attrs.frozen
+class _ChaosLayer:
+    kind: ClassVar[str] = "chaos"
+    config: ChaosConfig
+
+    def expr(self) -> str:
+        return f"Policy.chaos({_call_args(ChaosConfig(), self.config)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.kind, **self.config.to_dict()}
+
+    def wrap(self, fn: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]) -> Any:
+        del breakers
+        return wrap_chaos(fn, self.config, name=name)
+
+
+_Layer = _RetryLayer | _TimeoutLayer | _BreakerLayer | _ChaosLayer
 
 
 def _retry_config(layer: _Layer) -> RetryConfig:
@@ -351,10 +368,50 @@ class Policy:
         )
         return cls((_BreakerLayer(config, storage),))
 
+    @classmethod
+    def chaos(
+        cls,
+        *,
+        error_rate: float = 0.0,
+        errors: Any = (ConnectionError,),
+        latency: _config.Seconds = 0.0,
+        latency_rate: float = 1.0,
+        hang_rate: float = 0.0,
+        max_hang: _config.Seconds = 60.0,
+        seed: int | None = None,
+    ) -> Policy:
+        """Inject faults into whatever this layer encloses (see `resilient_nodes.chaos`).
+
+        Args:
+            error_rate: Probability per call of raising one of *errors*.
+            errors: Exception class(es), or zero-argument factories, to raise.
+            latency: Extra seconds of latency.
+            latency_rate: Probability per call of adding *latency*.
+            hang_rate: Probability per call of hanging (until cancelled; a sync
+                hang ends just past the enclosing sync deadline, or after
+                *max_hang*, with `ChaosHangError`).
+            max_hang: Bound on a sync hang with no enclosing deadline.
+            seed: Seed for reproducible faults.
+
+        Raises:
+            ConfigError: On an invalid value, naming the field.
+        """
+        config = ChaosConfig.create(
+            error_rate=error_rate,
+            errors=errors,
+            latency=latency,
+            latency_rate=latency_rate,
+            hang_rate=hang_rate,
+            max_hang=max_hang,
+            seed=seed,
+        )
+        return cls((_ChaosLayer(config),))
+
     # --- algebra --------------------------------------------------------------------
 
-    def __or__(self, other: object) -> Policy:
-        if not isinstance(other, Policy):
+    def __or__(self, other: Policy) -> Policy:
+        checked: object = other  # still checked at run time, for untyped callers
+        if not isinstance(checked, Policy):
             return NotImplemented
         if not other.layers:
             return self
@@ -471,7 +528,7 @@ def build_pipeline(
 _NONE: Final = Policy()
 
 
-_LAYER_TYPES: Final = ("breaker", "retry", "timeout")
+_LAYER_TYPES: Final = ("breaker", "chaos", "retry", "timeout")
 
 
 def _layer_from_dict(item: object, where: str) -> _Layer:
@@ -504,6 +561,8 @@ def _layer_from_dict(item: object, where: str) -> _Layer:
         return _RetryLayer(load_config(body, RetryConfig, path=where), preset)
     if kind == "timeout":
         return _TimeoutLayer(load_config(body, TimeoutConfig, path=where))
+    if kind == "chaos":
+        return _ChaosLayer(ChaosConfig.from_dict(body, path=where))
     storage_data = body.pop("storage", None)
     storage = None
     if storage_data is not None:

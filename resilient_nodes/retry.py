@@ -67,6 +67,7 @@ from tenacity.wait import wait_base
 from ._callables import is_async_callable
 from ._control import is_control_flow
 from ._deadline import async_remaining, sync_remaining
+from .cancel import sleep_unless_cancelled, sync_cancel_token
 from .classification import ErrorClassification, classify_error
 from .context import _current, _note_attempt
 from .errors import ConfigError, NodeRetryExhaustedError
@@ -489,7 +490,14 @@ class _Retrier:
                     TypeError("on_retry returned an awaitable to a sync retry; not awaited"),
                     rs.attempt_number,
                 )
-            (_hooks.sync_sleep or time.sleep)(delay)
+            cancel_token = sync_cancel_token()
+            if cancel_token is None or _hooks.sync_sleep is not None:
+                (_hooks.sync_sleep or time.sleep)(delay)
+            if cancel_token is not None:
+                # The caller was released when the token was set: this thread is
+                # abandoned, and must not make another attempt.
+                wait = 0.0 if _hooks.sync_sleep else delay
+                sleep_unless_cancelled(wait, cancel_token, name=self.name)
             rs.prepare_for_next_attempt()
             _note_attempt(rs.attempt_number)
             token = None

@@ -29,6 +29,9 @@ task created outside the fixture's context, so a context variable would not reac
 them). They nest, and each block restores what it found on exit. They are only
 consulted when a retry is about to sleep, so they cost nothing on the success path.
 Do not flip them from tests that run in parallel threads of one process.
+
+For fault injection into your own graphs, see `Policy.chaos` (documented in
+`resilient_nodes.chaos`); its config and hang error are re-exported here.
 """
 
 from __future__ import annotations
@@ -38,12 +41,20 @@ from typing import TYPE_CHECKING
 
 import anyio.lowlevel
 
+from .chaos import CHAOS_INJECTED, ChaosConfig, ChaosHangError
 from .retry import _hooks
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
-__all__ = ["no_backoff", "record_sleeps", "use_sleep"]
+__all__ = [
+    "CHAOS_INJECTED",
+    "ChaosConfig",
+    "ChaosHangError",
+    "no_backoff",
+    "record_sleeps",
+    "use_sleep",
+]
 
 
 @contextmanager

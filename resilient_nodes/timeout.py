@@ -65,8 +65,9 @@ from .cancel import (
 )
 from .config import Seconds, TimeoutConfig
 from .context import current_context
-from .errors import NodeCancellationError, NodeTimeoutError
+from .errors import NodeCancellationError, NodeTimeoutError, _safe_str
 from .logging import NODE_TIMED_OUT, get_logger
+from .sanitize import redact_secrets
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
@@ -290,14 +291,16 @@ class _Layer:
         return error
 
     def _cleanup_failed(self, error: NodeTimeoutError, problem: Exception) -> None:
+        # On the error path: the text must neither raise nor leak a secret.
+        text = redact_secrets(_safe_str(problem))
         self.log.error(
             ON_TIMEOUT_FAILED,
             timeout=self.seconds,
             error_type=type(problem).__name__,
-            error=str(problem),
+            error=text,
         )
         error.__cause__ = problem
-        error.add_note(f"on_timeout failed: {type(problem).__name__}: {problem}")
+        error.add_note(f"on_timeout failed: {type(problem).__name__}: {text}")
 
 
 def _async_timed(
