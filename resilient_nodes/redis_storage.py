@@ -81,8 +81,9 @@ from redis.connection import parse_url
 from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
-from .errors import ConfigError
+from .errors import ConfigError, _safe_str
 from .logging import get_logger
+from .sanitize import redact_secrets
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -509,7 +510,9 @@ class RedisBreakerStorage:
             return
         self._last_warning = now
         self._log.warning(
-            STORAGE_UNAVAILABLE, reason=reason, error=f"{type(error).__name__}: {error}"
+            STORAGE_UNAVAILABLE,
+            reason=reason,
+            error=f"{type(error).__name__}: {redact_secrets(_safe_str(error))}",
         )
 
 
