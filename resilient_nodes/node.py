@@ -63,6 +63,8 @@ U = TypeVar("U", bound=Mapping[str, Any] | None)
 ErrorUpdate = dict[str, list[Any]]
 
 _NO_POLICY = Policy.none()
+_DEBUG = 10
+_INFO = 20
 
 
 def _accepts_config(impl: Callable[..., Any]) -> bool:
@@ -136,6 +138,7 @@ class _NodeShell(Generic[S, U]):
         "_capture",
         "_impl",
         "_log",
+        "_log_levels",
         "_pass_config",
         "_pipeline",
         "_policy",
@@ -172,6 +175,10 @@ class _NodeShell(Generic[S, U]):
         # Bound lazily on the first call, not here: nodes are often built at import
         # time, before the application configures structlog.
         self._log: Any = None
+        # Whether debug and info events are wanted, read once the logger is bound:
+        # a filtered-out event is a no-op call, but its fields (a dict, the elapsed
+        # time) would still be built on every call.
+        self._log_levels = (True, True)
 
     @property
     def policy(self) -> Policy:
@@ -196,6 +203,9 @@ class _NodeShell(Generic[S, U]):
         log = self._log
         if log is None:
             log = self._log = get_logger(node=self.name)
+            enabled = getattr(log, "is_enabled_for", None)
+            if enabled is not None:
+                self._log_levels = (bool(enabled(_DEBUG)), bool(enabled(_INFO)))
         return log
 
     def _begin(
@@ -212,7 +222,9 @@ class _NodeShell(Generic[S, U]):
         story_id = _story_id(state)
         if story_id is not None:
             fields["story_id"] = story_id
-        self._logger().debug(NODE_STARTED, attempt=1, **fields)
+        log = self._logger()
+        if self._log_levels[0]:
+            log.debug(NODE_STARTED, attempt=1, **fields)
         return scope, fields, time.perf_counter()
 
     def _finish(self, result: object, fields: dict[str, Any], started: float) -> Any:
@@ -221,7 +233,8 @@ class _NodeShell(Generic[S, U]):
                 f"returned {type(result).__name__} instead of a mapping of state updates (or None)",
                 node=self.name,
             )
-        self._logger().info(NODE_SUCCEEDED, duration_ms=_elapsed_ms(started), **fields)
+        if self._log_levels[1]:
+            self._logger().info(NODE_SUCCEEDED, duration_ms=_elapsed_ms(started), **fields)
         return result
 
     def _bind(self, state: object, config: Mapping[str, Any] | None) -> Callable[[], Any]:
@@ -272,11 +285,12 @@ class SyncNode(_NodeShell[S, U]):
         """Run the node on *state*; returns its update (or the error update)."""
         scope, fields, started = self._begin(state, config)
         try:
-            call = self._bind(state, config)
             cancel_token = _cancel_token(config)
             if cancel_token is None:
-                result = call()
+                pipeline = self._pipeline
+                result = pipeline(state, config) if self._pass_config else pipeline(state)
             else:
+                call = self._bind(state, config)
                 result = call_with_cancel_token_sync(call, cancel_token, name=self.name)
             return self._finish(result, fields, started)  # type: ignore[no-any-return]
         except Exception as error:
@@ -301,11 +315,12 @@ class AsyncNode(_NodeShell[S, U]):
         """Run the node on *state*; returns its update (or the error update)."""
         scope, fields, started = self._begin(state, config)
         try:
-            call = self._bind(state, config)
             cancel_token = _cancel_token(config)
             if cancel_token is None:
-                result = await call()
+                pipeline = self._pipeline
+                result = await (pipeline(state, config) if self._pass_config else pipeline(state))
             else:
+                call = self._bind(state, config)
                 result = await call_with_cancel_token(call, cancel_token, name=self.name)
             return self._finish(result, fields, started)  # type: ignore[no-any-return]
         except Exception as error:
