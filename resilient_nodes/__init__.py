@@ -137,6 +137,7 @@ def __getattr__(name: str) -> Any:
     globals()[name] = value
     return value
 
+
 __all__ = [
     "BREAKER_STATE_CHANGED",
     "CHAOS_INJECTED",

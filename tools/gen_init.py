@@ -86,7 +86,7 @@ def main() -> None:
             "    globals()[name] = value\n"
             "    return value\n"
         )
-    lines.append("\n__all__ = [\n")
+    lines.append("\n\n__all__ = [\n" if optional else "\n__all__ = [\n")
     for name in sorted(set(names), key=isort_key):
         lines.append(f'    "{name}",\n')
     lines.append("]\n")
