@@ -18,13 +18,10 @@ from .breaker import BreakerStorage as BreakerStorage
 from .breaker import NodeCircuitBreaker as NodeCircuitBreaker
 from .breaker import counts_as_failure as counts_as_failure
 from .breaker import wrap_breaker as wrap_breaker
-from .cancel import POLL_INTERVAL as POLL_INTERVAL
 from .cancel import CancelToken as CancelToken
 from .cancel import CancelTokenLike as CancelTokenLike
 from .cancel import call_with_cancel_token as call_with_cancel_token
 from .cancel import call_with_cancel_token_sync as call_with_cancel_token_sync
-from .cancel import is_token_cancelled as is_token_cancelled
-from .cancel import token_reason as token_reason
 from .chaos import CHAOS_INJECTED as CHAOS_INJECTED
 from .chaos import ChaosConfig as ChaosConfig
 from .chaos import ChaosHangError as ChaosHangError
@@ -45,8 +42,6 @@ from .config import RetryConfig as RetryConfig
 from .config import Seconds as Seconds
 from .config import TimeoutConfig as TimeoutConfig
 from .config import load_config as load_config
-from .config import load_toml as load_toml
-from .config import to_seconds as to_seconds
 from .config import unstructure_config as unstructure_config
 from .context import ExecutionContext as ExecutionContext
 from .context import create_execution_context as create_execution_context
@@ -71,7 +66,6 @@ from .logging import NODE_RETRY_SCHEDULED as NODE_RETRY_SCHEDULED
 from .logging import NODE_STARTED as NODE_STARTED
 from .logging import NODE_SUCCEEDED as NODE_SUCCEEDED
 from .logging import NODE_TIMED_OUT as NODE_TIMED_OUT
-from .logging import get_logger as get_logger
 from .node import AsyncNode as AsyncNode
 from .node import SyncNode as SyncNode
 from .node import create_llm_node as create_llm_node
@@ -153,7 +147,6 @@ __all__ = [
     "NODE_SUCCEEDED",
     "NODE_TIMED_OUT",
     "ON_TIMEOUT_FAILED",
-    "POLL_INTERVAL",
     "TOOL_RETRY",
     "VALIDATION_RETRY",
     "AbandonedThreadLimitError",
@@ -214,13 +207,10 @@ __all__ = [
     "generate_graph_execution_id",
     "generate_trace_id",
     "get_error_category",
-    "get_logger",
     "is_blocked",
     "is_retryable_node_error",
-    "is_token_cancelled",
     "load_config",
     "load_node_policies",
-    "load_toml",
     "merge_dicts",
     "merge_state_updates",
     "normalize_error",
@@ -228,8 +218,6 @@ __all__ = [
     "register_classification_rule",
     "retry_delay",
     "sanitize_traceback",
-    "to_seconds",
-    "token_reason",
     "unregister_classification_rule",
     "unstructure_config",
     "update_artifact_paths",

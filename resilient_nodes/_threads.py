@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 from . import cancel as _cancel
 from ._deadline import sync_deadline_scope
 from .errors import NodeExecutionError
-from .logging import get_logger
+from .logging import emit, get_logger
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -76,7 +76,7 @@ def abandoned_threads() -> int:
 
 def _admit(name: str | None, logger: Any) -> None:
     if _abandoned >= MAX_ABANDONED_THREADS:
-        logger.error(THREAD_LIMIT_REACHED, limit=MAX_ABANDONED_THREADS)
+        emit(logger.error, THREAD_LIMIT_REACHED, limit=MAX_ABANDONED_THREADS)
         raise AbandonedThreadLimitError(MAX_ABANDONED_THREADS, node=name)
 
 
@@ -121,7 +121,8 @@ class Job(Generic[T]):
                 _abandoned -= 1
         self.done.set()
         if late:
-            self.logger.info(
+            emit(
+                self.logger.info,
                 ABANDONED_THREAD_FINISHED,
                 error=None if self._error is None else type(self._error).__name__,
             )
@@ -139,7 +140,7 @@ class Job(Generic[T]):
                 return False
             self.abandoned = True
             _abandoned += 1
-        self.logger.warning(THREAD_ABANDONED, abandoned_threads=_abandoned)
+        emit(self.logger.warning, THREAD_ABANDONED, abandoned_threads=_abandoned)
         return True
 
     def value(self) -> T:

@@ -90,7 +90,7 @@ from ._control import is_control_flow
 from .classification import ErrorCategory, classify_error
 from .config import BreakerConfig
 from .errors import ErrorCode, NodeCircuitOpenError, format_message
-from .logging import BREAKER_STATE_CHANGED, get_logger
+from .logging import BREAKER_STATE_CHANGED, emit, get_logger
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -540,7 +540,8 @@ class NodeCircuitBreaker:
             return
         for old, new, failures in events:
             method = self._log.warning if new is _OPEN else self._log.info
-            method(
+            emit(
+                method,
                 BREAKER_STATE_CHANGED,
                 old_state=old.value if old is not None else None,
                 new_state=new.value,

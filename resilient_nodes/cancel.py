@@ -34,13 +34,10 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
 __all__ = [
-    "POLL_INTERVAL",
     "CancelToken",
     "CancelTokenLike",
     "call_with_cancel_token",
     "call_with_cancel_token_sync",
-    "is_token_cancelled",
-    "token_reason",
 ]
 
 T = TypeVar("T")

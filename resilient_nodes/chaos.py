@@ -59,7 +59,7 @@ import attrs
 from ._callables import is_async_callable
 from ._deadline import sync_remaining
 from .errors import ConfigError
-from .logging import get_logger
+from .logging import emit, get_logger
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -295,7 +295,7 @@ class _Injector:
         return slow, hang, error
 
     def note(self, fault: str, **fields: Any) -> None:
-        self._log.info(CHAOS_INJECTED, fault=fault, **fields)
+        emit(self._log.info, CHAOS_INJECTED, fault=fault, **fields)
 
     def sync_hang(self) -> float:
         remaining = sync_remaining()

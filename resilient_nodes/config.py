@@ -40,8 +40,6 @@ __all__ = [
     "Seconds",
     "TimeoutConfig",
     "load_config",
-    "load_toml",
-    "to_seconds",
     "unstructure_config",
 ]
 

@@ -9,12 +9,13 @@ context variables).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -181,7 +182,36 @@ def create_execution_context(
     )
 
 
-_current: ContextVar[ExecutionContext | None] = ContextVar("resilient_nodes_context", default=None)
+class _PendingContext:
+    """A node call's context, built the first time something asks for it.
+
+    Most successful calls never need their context (logging filtered, no retry,
+    the impl never calls `current_context`), so the node shell publishes this
+    instead and skips building ids and copying metadata. Worker threads see the
+    same object through their copied context, so a lock keeps the ids one.
+    """
+
+    __slots__ = ("_built", "_config", "_name")
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, name: str, config: Mapping[str, Any] | None) -> None:
+        self._name = name
+        self._config = config
+        self._built: ExecutionContext | None = None
+
+    def resolve(self) -> ExecutionContext:
+        built = self._built
+        if built is None:
+            with self._lock:
+                built = self._built
+                if built is None:
+                    built = self._built = create_execution_context(self._name, config=self._config)
+        return built
+
+
+_current: ContextVar[ExecutionContext | _PendingContext | None] = ContextVar(
+    "resilient_nodes_context", default=None
+)
 
 # The node shell puts a one-item list here per call; the retry layer writes the
 # number of the attempt it starts into it, so a failure recorded in state says how
@@ -198,7 +228,10 @@ def _note_attempt(attempt: int) -> None:
 
 def current_context() -> ExecutionContext | None:
     """The context of the node call running now, or None outside any node."""
-    return _current.get()
+    context = _current.get()
+    if isinstance(context, _PendingContext):
+        return context.resolve()
+    return context
 
 
 @contextmanager

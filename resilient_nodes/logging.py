@@ -7,9 +7,13 @@ method call.
 
 from __future__ import annotations
 
-from typing import Any, Final
+import contextlib
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "BREAKER_STATE_CHANGED",
@@ -19,7 +23,6 @@ __all__ = [
     "NODE_STARTED",
     "NODE_SUCCEEDED",
     "NODE_TIMED_OUT",
-    "get_logger",
 ]
 
 LOGGER_NAME: Final = "resilient_nodes"
@@ -30,6 +33,18 @@ NODE_FAILED: Final = "node.failed"
 NODE_RETRY_SCHEDULED: Final = "node.retry_scheduled"
 NODE_TIMED_OUT: Final = "node.timed_out"
 BREAKER_STATE_CHANGED: Final = "breaker.state_changed"
+
+
+def emit(log_method: Callable[..., Any], event: str, /, **fields: Any) -> None:
+    """Log *event*; a logger that raises is ignored.
+
+    Every event of this library is logged on a node's path (or in a background
+    thread), so a broken log sink (a closed pipe, a failing processor) must
+    never become the node's outcome, replace the error being reported, or stop
+    a thread.
+    """
+    with contextlib.suppress(Exception):
+        log_method(event, **fields)
 
 
 def get_logger(**initial: Any) -> Any:

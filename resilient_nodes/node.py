@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Optional, TypeVar, o
 from ._callables import is_async_callable
 from ._control import is_control_flow
 from .cancel import call_with_cancel_token, call_with_cancel_token_sync
-from .context import _attempt_cell, _current, create_execution_context
+from .context import _attempt_cell, _current, _PendingContext
 from .errors import ConfigError, NodeRetryExhaustedError, NodeValidationError
-from .logging import NODE_FAILED, NODE_STARTED, NODE_SUCCEEDED, get_logger
+from .logging import NODE_FAILED, NODE_STARTED, NODE_SUCCEEDED, emit, get_logger
 from .policy import Policy, build_pipeline
 from .state import create_error_update
 
@@ -117,15 +117,28 @@ def _cancel_token(config: Mapping[str, Any] | None) -> Any:
 
 
 class _CallScope(NamedTuple):
-    """What one call set in context variables, and the attempt cell it reads."""
+    """What one call set in context variables, and what its log events carry."""
 
     context_token: Token[Any]
     cell_token: Token[Any]
     attempts: list[int]
+    context: _PendingContext
+    story_id: object
 
     def close(self) -> None:
         _attempt_cell.reset(self.cell_token)
         _current.reset(self.context_token)
+
+    def fields(self) -> dict[str, Any]:
+        """The ids every event of this call carries (building the context if needed)."""
+        context = self.context.resolve()
+        fields: dict[str, Any] = {
+            "trace_id": context.trace_id,
+            "graph_execution_id": context.graph_execution_id,
+        }
+        if self.story_id is not None:
+            fields["story_id"] = self.story_id
+        return fields
 
 
 class _NodeShell(Generic[S, U]):
@@ -208,33 +221,38 @@ class _NodeShell(Generic[S, U]):
                 self._log_levels = (bool(enabled(_DEBUG)), bool(enabled(_INFO)))
         return log
 
-    def _begin(
-        self, state: object, config: Mapping[str, Any] | None
-    ) -> tuple[_CallScope, dict[str, Any], float]:
-        context = create_execution_context(self.name, config=config)
-        scope = _CallScope(_current.set(context), _attempt_cell.set(cell := [1]), cell)
-        # Per-call ids travel as event fields: binding a new logger per call would
-        # cost an allocation even when the level is filtered out.
-        fields: dict[str, Any] = {
-            "trace_id": context.trace_id,
-            "graph_execution_id": context.graph_execution_id,
-        }
-        story_id = _story_id(state)
-        if story_id is not None:
-            fields["story_id"] = story_id
+    def _begin(self, state: object, config: Mapping[str, Any] | None) -> tuple[_CallScope, float]:
+        # The execution context is built on first use: with logging filtered and
+        # no failure, nothing asks for it, and building it (ids, metadata) was the
+        # largest part of a node call's own cost.
+        context = _PendingContext(self.name, config)
+        scope = _CallScope(
+            _current.set(context),
+            _attempt_cell.set(cell := [1]),
+            cell,
+            context,
+            _story_id(state),
+        )
         log = self._logger()
         if self._log_levels[0]:
-            log.debug(NODE_STARTED, attempt=1, **fields)
-        return scope, fields, time.perf_counter()
+            # Per-call ids travel as event fields: binding a new logger per call
+            # would cost an allocation even when the level is filtered out.
+            emit(log.debug, NODE_STARTED, attempt=1, **scope.fields())
+        return scope, time.perf_counter()
 
-    def _finish(self, result: object, fields: dict[str, Any], started: float) -> Any:
+    def _finish(self, result: object, scope: _CallScope, started: float) -> Any:
         if not _is_update(result):
             raise NodeValidationError(
                 f"returned {type(result).__name__} instead of a mapping of state updates (or None)",
                 node=self.name,
             )
         if self._log_levels[1]:
-            self._logger().info(NODE_SUCCEEDED, duration_ms=_elapsed_ms(started), **fields)
+            emit(
+                self._logger().info,
+                NODE_SUCCEEDED,
+                duration_ms=_elapsed_ms(started),
+                **scope.fields(),
+            )
         return result
 
     def _bind(self, state: object, config: Mapping[str, Any] | None) -> Callable[[], Any]:
@@ -244,9 +262,7 @@ class _NodeShell(Generic[S, U]):
             return lambda: pipeline(state, config)
         return lambda: pipeline(state)
 
-    def _fail(
-        self, error: Exception, attempt: int, fields: dict[str, Any], started: float
-    ) -> ErrorUpdate | None:
+    def _fail(self, error: Exception, scope: _CallScope, started: float) -> ErrorUpdate | None:
         """Log a failure; the update to return, or None when it must propagate.
 
         LangGraph's control flow (an ``Exception`` subclass) is not a failure: it
@@ -254,14 +270,16 @@ class _NodeShell(Generic[S, U]):
         """
         if is_control_flow(error):
             return None
-        attempts = max(attempt, error.attempts if isinstance(error, NodeRetryExhaustedError) else 1)
-        self._logger().warning(
+        exhausted = error.attempts if isinstance(error, NodeRetryExhaustedError) else 1
+        attempts = max(scope.attempts[0], exhausted)
+        emit(
+            self._logger().warning,
             NODE_FAILED,
             duration_ms=_elapsed_ms(started),
             error_type=type(error).__name__,
             attempts=attempts,
             captured=self._capture,
-            **fields,
+            **scope.fields(),
         )
         if not self._capture:
             return None
@@ -283,7 +301,7 @@ class SyncNode(_NodeShell[S, U]):
         config: Optional[RunnableConfig] = None,  # noqa: UP045 - see the module docstring
     ) -> U | ErrorUpdate:
         """Run the node on *state*; returns its update (or the error update)."""
-        scope, fields, started = self._begin(state, config)
+        scope, started = self._begin(state, config)
         try:
             cancel_token = _cancel_token(config)
             if cancel_token is None:
@@ -292,9 +310,9 @@ class SyncNode(_NodeShell[S, U]):
             else:
                 call = self._bind(state, config)
                 result = call_with_cancel_token_sync(call, cancel_token, name=self.name)
-            return self._finish(result, fields, started)  # type: ignore[no-any-return]
+            return self._finish(result, scope, started)  # type: ignore[no-any-return]
         except Exception as error:
-            update = self._fail(error, scope.attempts[0], fields, started)
+            update = self._fail(error, scope, started)
             if update is None:
                 raise
             return update
@@ -313,7 +331,7 @@ class AsyncNode(_NodeShell[S, U]):
         config: Optional[RunnableConfig] = None,  # noqa: UP045 - see the module docstring
     ) -> U | ErrorUpdate:
         """Run the node on *state*; returns its update (or the error update)."""
-        scope, fields, started = self._begin(state, config)
+        scope, started = self._begin(state, config)
         try:
             cancel_token = _cancel_token(config)
             if cancel_token is None:
@@ -322,9 +340,9 @@ class AsyncNode(_NodeShell[S, U]):
             else:
                 call = self._bind(state, config)
                 result = await call_with_cancel_token(call, cancel_token, name=self.name)
-            return self._finish(result, fields, started)  # type: ignore[no-any-return]
+            return self._finish(result, scope, started)  # type: ignore[no-any-return]
         except Exception as error:
-            update = self._fail(error, scope.attempts[0], fields, started)
+            update = self._fail(error, scope, started)
             if update is None:
                 raise
             return update

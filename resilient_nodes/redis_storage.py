@@ -82,7 +82,7 @@ from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from .errors import ConfigError, _safe_str
-from .logging import get_logger
+from .logging import emit, get_logger
 from .sanitize import redact_secrets
 
 if TYPE_CHECKING:
@@ -502,14 +502,15 @@ class RedisBreakerStorage:
         if self._down_since is not None:
             down_ms = round((time.monotonic() - self._down_since) * 1000.0)
             self._down_since = None
-            self._log.info(STORAGE_RECOVERED, down_ms=down_ms)
+            emit(self._log.info, STORAGE_RECOVERED, down_ms=down_ms)
 
     def _warn(self, reason: str, error: BaseException) -> None:
         now = time.monotonic()
         if now - self._last_warning < self.warn_interval:
             return
         self._last_warning = now
-        self._log.warning(
+        emit(
+            self._log.warning,
             STORAGE_UNAVAILABLE,
             reason=reason,
             error=f"{type(error).__name__}: {redact_secrets(_safe_str(error))}",

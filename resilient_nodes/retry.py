@@ -69,9 +69,9 @@ from ._control import is_control_flow
 from ._deadline import async_remaining, sync_remaining
 from .cancel import sleep_unless_cancelled, sync_cancel_token
 from .classification import ErrorClassification, classify_error
-from .context import _current, _note_attempt
+from .context import _current, _note_attempt, current_context
 from .errors import ConfigError, NodeRetryExhaustedError
-from .logging import NODE_RETRY_SCHEDULED, get_logger
+from .logging import NODE_RETRY_SCHEDULED, emit, get_logger
 from .sanitize import redact_secrets
 
 if TYPE_CHECKING:
@@ -276,7 +276,8 @@ class RetryPredicate(retry_base):
                 # Bound lazily: a predicate that raises is rare, and `would_retry`
                 # builds a predicate per call.
                 self._log = get_logger(node=self._name)
-            self._log.warning(
+            emit(
+                self._log.warning,
                 NODE_RETRY_PREDICATE_FAILED,
                 error_type=type(failure).__name__,
                 error_message=_error_text(failure),
@@ -450,7 +451,7 @@ class _Retrier:
             if context is not None:
                 fields["trace_id"] = context.trace_id
                 fields["graph_execution_id"] = context.graph_execution_id
-            self._log.info(NODE_RETRY_SCHEDULED, **fields)
+            emit(self._log.info, NODE_RETRY_SCHEDULED, **fields)
         if self._callback is None:
             return None
         values = {"attempt": attempt, "error": error, "delay": delay, "context": context}
@@ -464,7 +465,8 @@ class _Retrier:
         """Log an ``on_retry`` failure; control flow from it propagates."""
         if is_control_flow(failure):
             raise failure
-        self._log.warning(
+        emit(
+            self._log.warning,
             NODE_ON_RETRY_FAILED,
             attempt=attempt,
             error_type=type(failure).__name__,
@@ -476,7 +478,7 @@ class _Retrier:
     ) -> _R:
         """Retry *fn* after its first attempt failed with *error*."""
         rs = _CallState(fn, args, kwargs)
-        outer = _current.get()
+        outer = current_context()
         context = outer
         while True:
             delay = self.next_delay(rs, error)
@@ -521,7 +523,7 @@ class _Retrier:
     ) -> _R:
         """Retry async *fn* after its first attempt failed with *error*."""
         rs = _CallState(fn, args, kwargs)
-        outer = _current.get()
+        outer = current_context()
         context = outer
         while True:
             delay = self.next_delay(rs, error)

@@ -66,7 +66,7 @@ from .cancel import (
 from .config import Seconds, TimeoutConfig
 from .context import current_context
 from .errors import NodeCancellationError, NodeTimeoutError, _safe_str
-from .logging import NODE_TIMED_OUT, get_logger
+from .logging import NODE_TIMED_OUT, emit, get_logger
 from .sanitize import redact_secrets
 
 if TYPE_CHECKING:
@@ -279,9 +279,10 @@ class _Layer:
         error.__context__ = late
         context = current_context()
         if context is None:
-            self.log.warning(NODE_TIMED_OUT, timeout=self.seconds)
+            emit(self.log.warning, NODE_TIMED_OUT, timeout=self.seconds)
         else:
-            self.log.warning(
+            emit(
+                self.log.warning,
                 NODE_TIMED_OUT,
                 timeout=self.seconds,
                 trace_id=context.trace_id,
@@ -293,7 +294,8 @@ class _Layer:
     def _cleanup_failed(self, error: NodeTimeoutError, problem: Exception) -> None:
         # On the error path: the text must neither raise nor leak a secret.
         text = redact_secrets(_safe_str(problem))
-        self.log.error(
+        emit(
+            self.log.error,
             ON_TIMEOUT_FAILED,
             timeout=self.seconds,
             error_type=type(problem).__name__,

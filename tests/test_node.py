@@ -357,3 +357,34 @@ def test_record_counts_attempts_when_the_last_error_is_not_retryable() -> None:
     (record,) = update["errors"]
     assert record["attempts"] == 2
     assert record["code"] == ErrorCode.VALIDATION_FAILED.value
+
+
+def test_a_failing_logger_does_not_change_the_outcome() -> None:
+    """A structlog processor that raises neither fails a good call nor crashes a bad one."""
+    import structlog
+
+    def broken(logger: object, method: str, event: dict[str, Any]) -> dict[str, Any]:
+        raise BrokenPipeError("stdout closed")
+
+    def bad(state: dict[str, Any]) -> dict[str, Any]:
+        raise ValueError("nope")
+
+    structlog.configure(processors=[broken])
+    try:
+        assert create_node(lambda state: {"ok": True}, name="good")({}) == {"ok": True}
+        update = create_node(bad, name="bad")({})
+    finally:
+        structlog.reset_defaults()
+    assert update["errors"][0]["message"] == "nope"
+
+
+def test_context_is_built_once_per_call() -> None:
+    """current_context() returns the same object every time within one call."""
+    seen: list[object] = []
+
+    def impl(state: dict[str, Any]) -> None:
+        seen.extend([current_context(), current_context()])
+
+    create_node(impl, name="n")({})
+    assert seen[0] is seen[1]
+    assert seen[0] is not None

@@ -1062,3 +1062,31 @@ def test_sync_retry_ignores_uncloseable_awaitable_from_on_retry():
     assert [e["event"] for e in logs if e["event"] == NODE_ON_RETRY_FAILED] == [
         NODE_ON_RETRY_FAILED
     ]
+
+
+def test_a_failing_log_sink_does_not_stop_the_retry() -> None:
+    """node.retry_scheduled raising inside structlog leaves the outcome unchanged."""
+    import structlog
+
+    from resilient_nodes import Policy
+    from resilient_nodes.testing import no_backoff
+
+    def broken(logger: object, method: str, event: dict[str, object]) -> dict[str, object]:
+        raise BrokenPipeError("log sink closed")
+
+    calls = 0
+
+    def flaky() -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise ConnectionError("blip")
+        return "ok"
+
+    structlog.configure(processors=[broken])
+    try:
+        with no_backoff():
+            assert Policy.retry(attempts=3).wrap(flaky)() == "ok"
+    finally:
+        structlog.reset_defaults()
+    assert calls == 3
