@@ -70,7 +70,7 @@ from ._deadline import async_remaining, sync_remaining
 from .cancel import sleep_unless_cancelled, sync_cancel_token
 from .classification import ErrorClassification, classify_error
 from .context import _current, _note_attempt, current_context
-from .errors import ConfigError, NodeRetryExhaustedError
+from .errors import ConfigError, NodeRetryExhaustedError, _safe_str
 from .logging import NODE_RETRY_SCHEDULED, emit, get_logger
 from .sanitize import redact_secrets
 
@@ -348,13 +348,7 @@ _hooks: Final = _Hooks()
 
 
 def _error_text(error: BaseException) -> str:
-    try:
-        text = str(error)
-    except Exception:
-        text = f"<{type(error).__name__} with unprintable message>"
-    if len(text) > _MESSAGE_LIMIT:
-        text = text[:_MESSAGE_LIMIT] + "..."
-    return redact_secrets(text)
+    return redact_secrets(_safe_str(error, _MESSAGE_LIMIT))
 
 
 def _callback_fields(callback: Callable[..., Any]) -> tuple[str, ...]:
