@@ -54,6 +54,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import random
 import sys
 import tempfile
@@ -1207,7 +1208,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     run_demo(seed=args.seed, out=sys.stdout, progress=not args.quiet)
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        # The reader went away: what is still buffered would fail again when the
+        # interpreter flushes at exit (exit status 120), so send it nowhere.
+        _discard_stdout()
     return 0
+
+
+def _discard_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # pragma: no cover - no real stdout to redirect
+        pass
 
 
 if __name__ == "__main__":
