@@ -308,7 +308,10 @@ class BackoffWait(wait_base):
         if error is not None and not is_control_flow(error):
             retry_after = _classify(retry_state, error).retry_after
         return retry_delay(
-            retry_state.attempt_number, self._config, rng=self._rng, retry_after=retry_after
+            retry_state.attempt_number,
+            self._config,
+            rng=self._rng or _hooks.rng,
+            retry_after=retry_after,
         )
 
 
@@ -333,10 +336,11 @@ class DeadlineStop(stop_base):
 class _Hooks:
     """Process-global test switches, read only when a backoff sleep is due."""
 
-    __slots__ = ("async_sleep", "sync_sleep", "zero_backoff")
+    __slots__ = ("async_sleep", "rng", "sync_sleep", "zero_backoff")
 
     def __init__(self) -> None:
         self.zero_backoff = False
+        self.rng: Rng | None = None
         self.sync_sleep: Callable[[float], object] | None = None
         self.async_sleep: Callable[[float], Awaitable[object]] | None = None
 

@@ -16,7 +16,9 @@ attempts (so the behaviour under test is real) without the waiting:
             plan(state)
         assert delays == [1.0, 2.0]           # what would have been slept
 
-`no_backoff` makes every backoff delay zero (attempt counts are unchanged; the
+`seed_jitter(n)` draws every retry's jitter from one seeded generator, so a
+backoff schedule repeats exactly without turning jitter off. `no_backoff` makes
+every backoff delay zero (attempt counts are unchanged; the
 zero delay is also what ``on_retry`` and the ``node.retry_scheduled`` log see).
 `use_sleep` replaces the sleep functions themselves, which is how you plug in a
 fake clock; `record_sleeps` is a ready-made one that records each delay instead of
@@ -36,6 +38,7 @@ For fault injection into your own graphs, see `Policy.chaos` (documented in
 
 from __future__ import annotations
 
+import random
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -53,6 +56,7 @@ __all__ = [
     "ChaosHangError",
     "no_backoff",
     "record_sleeps",
+    "seed_jitter",
     "use_sleep",
 ]
 
@@ -105,6 +109,28 @@ def use_sleep(
         yield
     finally:
         _hooks.sync_sleep, _hooks.async_sleep = previous
+
+
+@contextmanager
+def seed_jitter(seed: int | random.Random, /) -> Iterator[random.Random]:
+    """Draw every retry's jitter from one seeded generator, inside the block.
+
+    With it, a test (or a demo) sees the same backoff schedule on every run
+    without turning jitter off.
+
+    Args:
+        seed: An integer seed, or a `random.Random` to draw from.
+
+    Yields:
+        The generator in use.
+    """
+    rng = seed if isinstance(seed, random.Random) else random.Random(seed)
+    previous = _hooks.rng
+    _hooks.rng = rng
+    try:
+        yield rng
+    finally:
+        _hooks.rng = previous
 
 
 @contextmanager

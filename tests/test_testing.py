@@ -179,3 +179,26 @@ def test_hooks_are_not_consulted_on_success():
 
     with use_sleep(sync_sleep=explode):
         assert wrap_retry(lambda: "ok", SLOW, name="n")() == "ok"
+
+
+def test_seed_jitter_makes_the_schedule_repeatable() -> None:
+    """Under seed_jitter(n) two runs sleep exactly the same jittered delays."""
+    from resilient_nodes import Policy
+    from resilient_nodes.testing import record_sleeps, seed_jitter
+
+    def schedule(seed: int) -> list[float]:
+        def always_down() -> None:
+            raise ConnectionError("down")
+
+        wrapped = Policy.retry(attempts=4, backoff=1.0, jitter=0.5).wrap(always_down)
+        with seed_jitter(seed), record_sleeps() as delays, pytest.raises(Exception):
+            wrapped()
+        return delays
+
+    first, again, other = schedule(3), schedule(3), schedule(4)
+    assert len(first) == 3
+    assert first == again
+    assert first != other
+    assert all(
+        base <= delay <= base * 1.5 for base, delay in zip([1.0, 2.0, 4.0], first, strict=True)
+    )
