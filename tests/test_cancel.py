@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import pytest
+from _helpers import no_thread_left_behind  # noqa: F401 - a fixture used by pytestmark
 
-from resilient_nodes import _threads
 from resilient_nodes.cancel import (
     CancelToken,
     call_with_cancel_token,
@@ -22,19 +22,7 @@ from resilient_nodes.classification import classify_error
 from resilient_nodes.context import create_execution_context, current_context, use_context
 from resilient_nodes.errors import ErrorCode, NodeCancellationError
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
-
-@pytest.fixture(autouse=True)
-def _no_thread_left_behind() -> Iterator[None]:
-    """Every worker thread a test starts has finished when it ends."""
-    yield
-    for thread in threading.enumerate():
-        if thread.name.startswith("resilient_nodes:"):
-            thread.join(2)
-            assert not thread.is_alive(), f"{thread.name} left running"
-    assert _threads.abandoned_threads() == 0
+pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
 
 
 def make_token(kind: str) -> Any:

@@ -11,7 +11,7 @@ from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import trio
+from _helpers import trio_cancelled
 from cattrs.errors import ClassValidationError
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -400,27 +400,11 @@ def test_deeply_nested_group_does_not_raise() -> None:
 # --- cancellation and control flow ------------------------------------------------------
 
 
-def _trio_cancelled() -> BaseException:
-    caught: list[BaseException] = []
-
-    async def main() -> None:
-        with trio.CancelScope() as scope:
-            scope.cancel()
-            try:
-                await trio.sleep(1)
-            except trio.Cancelled as error:
-                caught.append(error)
-                raise
-
-    trio.run(main)
-    return caught[0]
-
-
 @pytest.mark.parametrize(
     "make",
     [
         asyncio.CancelledError,
-        _trio_cancelled,
+        trio_cancelled,
         KeyboardInterrupt,
         SystemExit,
         GeneratorExit,

@@ -5,32 +5,16 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-import trio
+from _helpers import trio_cancelled
 
 from resilient_nodes._control import is_control_flow
-
-
-def _trio_cancelled() -> BaseException:
-    caught: list[BaseException] = []
-
-    async def main() -> None:
-        with trio.CancelScope() as scope:
-            scope.cancel()
-            try:
-                await trio.sleep(1)
-            except trio.Cancelled as error:
-                caught.append(error)
-                raise
-
-    trio.run(main)
-    return caught[0]
 
 
 @pytest.mark.parametrize(
     "make",
     [
         asyncio.CancelledError,
-        _trio_cancelled,
+        trio_cancelled,
         KeyboardInterrupt,
         SystemExit,
         GeneratorExit,

@@ -15,6 +15,7 @@ import anyio
 import pytest
 import trio
 import trio.testing
+from _helpers import no_thread_left_behind  # noqa: F401 - a fixture used by pytestmark
 from langgraph.errors import GraphInterrupt
 from structlog.testing import capture_logs
 
@@ -39,18 +40,10 @@ from resilient_nodes.timeout import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 
-@pytest.fixture(autouse=True)
-def _no_thread_left_behind() -> Iterator[None]:
-    """Every worker thread a test starts has finished when it ends."""
-    yield
-    for thread in threading.enumerate():
-        if thread.name.startswith("resilient_nodes:"):
-            thread.join(2)
-            assert not thread.is_alive(), f"{thread.name} left running"
-    assert _threads.abandoned_threads() == 0
+pytestmark = pytest.mark.usefixtures("no_thread_left_behind")
 
 
 async def sleep_long() -> str:
