@@ -41,12 +41,12 @@ previous configuration is restored afterwards. On a terminal a status line is
 kept updated under the event lines; otherwise (a pipe, CI, a test) only plain
 lines are written. A summary table follows at the end.
 
-Backoff jitter is set to 0 in every policy: the library draws jitter from the
-`random` module's global generator and offers no way to pass a seeded one, and
-a reproducible run matters more here than a realistic spread.
+Backoff jitter is set to 0 in every policy, so the printed delays are the round
+numbers of the policies (`resilient_nodes.testing.seed_jitter` would also make
+a jittered schedule repeat, but round numbers read better in a demo).
 
 The time the demo takes is real time (backoffs of tens of milliseconds, a
-Retry-After of 0.3 s, timeouts of a fraction of a second): about two seconds.
+Retry-After of 0.3 s, timeouts of a fraction of a second): a second or two.
 """
 
 from __future__ import annotations

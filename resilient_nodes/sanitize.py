@@ -153,9 +153,15 @@ def _clean_stack(te: traceback.TracebackException, base: str, drop_library: bool
 
 
 def _shorten_paths(text: str, base: str) -> str:
-    """Make paths in free text (messages, source lines) relative as well."""
+    """Make paths in free text (messages, source lines) relative as well.
+
+    The filesystem root is never a base: stripping ``"//"`` from the text would
+    turn ``postgres://user:pw@host`` into something the URL-credential redaction
+    no longer recognises (a working directory of ``/`` is common in containers).
+    """
     for directory in sorted((base, *_LIB_DIRS), key=len, reverse=True):
-        text = text.replace(directory + os.sep, "")
+        if directory.rstrip(os.sep):
+            text = text.replace(directory + os.sep, "")
     return text
 
 

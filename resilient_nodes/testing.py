@@ -11,7 +11,7 @@ attempts (so the behaviour under test is real) without the waiting:
         with no_backoff():
             assert plan(state)["ok"]          # retried, but no time spent asleep
 
-    def test_backoff_schedule():
+    def test_backoff_schedule():              # plan runs under Policy.retry(jitter=0)
         with record_sleeps() as delays:
             plan(state)
         assert delays == [1.0, 2.0]           # what would have been slept

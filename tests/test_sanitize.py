@@ -257,3 +257,13 @@ def test_normalize_error_hostile_values() -> None:
             raise RuntimeError
 
     assert isinstance(normalize_error(BadMapping()), NodeExecutionError)
+
+
+def test_url_credentials_redacted_when_working_directory_is_root() -> None:
+    """With relative_to='/' (a container's usual cwd) URL passwords are still redacted."""
+    try:
+        raise ConnectionError("cannot reach postgres://app:hunter2@db:5432/orders")
+    except ConnectionError as error:
+        text = sanitize_traceback(error, relative_to="/")
+    assert "hunter2" not in text
+    assert "postgres://" in text
