@@ -23,7 +23,7 @@ import contextlib
 import threading
 import time
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, TypeVar, cast
 
 import anyio
 
@@ -295,40 +295,49 @@ async def call_with_cancel_token(
         raise NodeCancellationError(token_reason(token), node=name)
     scope = anyio.CancelScope()
     canceller = _ScopeCanceller(scope)
-    late: Exception | None = None
     if isinstance(token, CancelToken):
         key = token._subscribe(in_event_loop(canceller))  # noqa: SLF001
         try:
-            with scope:
-                try:
-                    result = await fn()
-                except Exception as exc:
-                    if not scope.cancel_called:
-                        raise
-                    late = exc
+            result, raised = await _run_in(scope, fn)
         finally:
             canceller.active = False
             token._unsubscribe(key)  # noqa: SLF001
     else:
-        # Plain events cannot notify anyone, so a watcher task waits on them. The
-        # body's exception is kept out of the task group, which would wrap it in
-        # an ExceptionGroup.
+        # Plain events cannot notify anyone, so a watcher task waits on them.
+        # _run_in keeps the body's exception out of the task group, which would
+        # wrap it (even SystemExit) in an exception group.
         async with anyio.create_task_group() as group:
             group.start_soon(_watch, token, canceller)
             try:
-                with scope:
-                    try:
-                        result = await fn()
-                    except Exception as exc:
-                        late = exc
+                result, raised = await _run_in(scope, fn)
             finally:
                 canceller.active = False
                 group.cancel_scope.cancel()
-        if late is not None and not scope.cancel_called:
-            raise late
+    if raised is not None and not (scope.cancel_called and isinstance(raised, Exception)):
+        raise raised
     if scope.cancel_called:
-        raise NodeCancellationError(token_reason(token), node=name) from late
-    return result
+        raise NodeCancellationError(token_reason(token), node=name) from raised
+    return cast("T", result)
+
+
+async def _run_in(
+    scope: anyio.CancelScope, fn: Callable[[], Awaitable[T]]
+) -> tuple[T | None, BaseException | None]:
+    """``fn()`` inside *scope*: what it returned, or what it raised.
+
+    Only the backend's cancellation propagates (for *scope*, or an outer one, to
+    absorb); anything else is handed back to be raised where it cannot be
+    wrapped.
+    """
+    cancelled = anyio.get_cancelled_exc_class()
+    with scope:
+        try:
+            return await fn(), None
+        except BaseException as exc:
+            if isinstance(exc, cancelled):
+                raise
+            return None, exc
+    return None, None
 
 
 def call_with_cancel_token_sync(

@@ -205,7 +205,13 @@ class _PendingContext:
             with self._lock:
                 built = self._built
                 if built is None:
-                    built = self._built = create_execution_context(self._name, config=self._config)
+                    try:
+                        built = create_execution_context(self._name, config=self._config)
+                    except Exception:
+                        # A config that is not shaped like a RunnableConfig must not
+                        # break the error path that asked for the ids.
+                        built = create_execution_context(self._name)
+                    self._built = built
         return built
 
 

@@ -27,7 +27,7 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import Token
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Optional, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, Optional, TypeVar, overload
 
 from ._callables import is_async_callable
 from ._control import is_control_flow
@@ -67,22 +67,33 @@ _DEBUG = 10
 _INFO = 20
 
 
-def _accepts_config(impl: Callable[..., Any]) -> bool:
-    """Whether *impl* takes ``(state, config)`` rather than ``(state)``."""
+_POSITIONAL: Final = "positional"
+_KEYWORD: Final = "keyword"
+
+
+def _config_mode(impl: Callable[..., Any]) -> str | None:
+    """How *impl* wants the RunnableConfig: by keyword, positionally, or not at all.
+
+    As LangGraph does, a parameter named ``config`` gets it (by keyword, so a
+    keyword-only one works too). Otherwise a second positional parameter
+    *without a default* is taken to be ``(state, config)``; a defaulted one is
+    the impl's own option and is left alone.
+    """
     try:
         params = list(inspect.signature(impl).parameters.values())
     except (TypeError, ValueError):
-        return False
-    if any(p.name == "config" for p in params):
-        return True
+        return None
+    for param in params:
+        if param.name == "config":
+            return _POSITIONAL if param.kind is inspect.Parameter.POSITIONAL_ONLY else _KEYWORD
     positional = [
         p
         for p in params
         if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     ]
-    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
-        return True
-    return len(positional) >= 2
+    if len(positional) >= 2 and positional[1].default is inspect.Parameter.empty:
+        return _POSITIONAL
+    return None
 
 
 def _is_update(result: object) -> bool:
@@ -102,9 +113,13 @@ def _is_update(result: object) -> bool:
 
 
 def _story_id(state: object) -> object:
-    if isinstance(state, Mapping):
-        return state.get("story_id")
-    return getattr(state, "story_id", None)
+    """The state's ``story_id`` for the logs; never raises (a state may be anything)."""
+    try:
+        if isinstance(state, Mapping):
+            return state.get("story_id")
+        return getattr(state, "story_id", None)
+    except Exception:
+        return None
 
 
 def _cancel_token(config: Mapping[str, Any] | None) -> Any:
@@ -149,10 +164,10 @@ class _NodeShell(Generic[S, U]):
         "__qualname__",
         "_breakers",
         "_capture",
+        "_config_mode",
         "_impl",
         "_log",
         "_log_levels",
-        "_pass_config",
         "_pipeline",
         "_policy",
         "name",
@@ -183,7 +198,7 @@ class _NodeShell(Generic[S, U]):
         self._impl = impl
         self._policy = policy
         self._capture = bool(capture_errors)
-        self._pass_config = _accepts_config(impl)
+        self._config_mode = _config_mode(impl)
         self._pipeline, self._breakers = build_pipeline(policy, impl, name)
         # Bound lazily on the first call, not here: nodes are often built at import
         # time, before the application configures structlog.
@@ -242,6 +257,15 @@ class _NodeShell(Generic[S, U]):
 
     def _finish(self, result: object, scope: _CallScope, started: float) -> Any:
         if not _is_update(result):
+            if inspect.iscoroutine(result):
+                # A sync callable (a lambda around an async function) handed back a
+                # coroutine: close it, or it warns "never awaited" at collection.
+                result.close()
+                raise NodeValidationError(
+                    "returned a coroutine from a sync call; pass the async function "
+                    "itself (not a lambda around it) so the node is async",
+                    node=self.name,
+                )
             raise NodeValidationError(
                 f"returned {type(result).__name__} instead of a mapping of state updates (or None)",
                 node=self.name,
@@ -255,12 +279,14 @@ class _NodeShell(Generic[S, U]):
             )
         return result
 
-    def _bind(self, state: object, config: Mapping[str, Any] | None) -> Callable[[], Any]:
-        """The pipeline call for this state, in the impl's calling convention."""
-        pipeline = self._pipeline
-        if self._pass_config:
-            return lambda: pipeline(state, config)
-        return lambda: pipeline(state)
+    def _invoke(self, state: object, config: Mapping[str, Any] | None) -> Any:
+        """Call the pipeline in the impl's convention (a coroutine for async nodes)."""
+        mode = self._config_mode
+        if mode is None:
+            return self._pipeline(state)
+        if mode is _POSITIONAL:
+            return self._pipeline(state, config)
+        return self._pipeline(state, config=config)
 
     def _fail(self, error: Exception, scope: _CallScope, started: float) -> ErrorUpdate | None:
         """Log a failure; the update to return, or None when it must propagate.
@@ -305,11 +331,11 @@ class SyncNode(_NodeShell[S, U]):
         try:
             cancel_token = _cancel_token(config)
             if cancel_token is None:
-                pipeline = self._pipeline
-                result = pipeline(state, config) if self._pass_config else pipeline(state)
+                result = self._invoke(state, config)
             else:
-                call = self._bind(state, config)
-                result = call_with_cancel_token_sync(call, cancel_token, name=self.name)
+                result = call_with_cancel_token_sync(
+                    lambda: self._invoke(state, config), cancel_token, name=self.name
+                )
             return self._finish(result, scope, started)  # type: ignore[no-any-return]
         except Exception as error:
             update = self._fail(error, scope, started)
@@ -335,11 +361,11 @@ class AsyncNode(_NodeShell[S, U]):
         try:
             cancel_token = _cancel_token(config)
             if cancel_token is None:
-                pipeline = self._pipeline
-                result = await (pipeline(state, config) if self._pass_config else pipeline(state))
+                result = await self._invoke(state, config)
             else:
-                call = self._bind(state, config)
-                result = await call_with_cancel_token(call, cancel_token, name=self.name)
+                result = await call_with_cancel_token(
+                    lambda: self._invoke(state, config), cancel_token, name=self.name
+                )
             return self._finish(result, scope, started)  # type: ignore[no-any-return]
         except Exception as error:
             update = self._fail(error, scope, started)

@@ -427,6 +427,10 @@ class _Retrier:
         if not deadline(rs):
             rs.idle_for += rs.upcoming_sleep
             return None
+        return self.stopped_early(rs, error)
+
+    def stopped_early(self, rs: _CallState, error: Exception) -> NodeRetryExhaustedError:
+        """The error for a retry that stops because its next sleep would overrun."""
         exhausted = NodeRetryExhaustedError(rs.attempt_number, error, node=self.name)
         exhausted.add_note(
             f"retrying stopped early: the next backoff ({rs.upcoming_sleep:g}s) would end "
@@ -490,6 +494,9 @@ class _Retrier:
                     TypeError("on_retry returned an awaitable to a sync retry; not awaited"),
                     rs.attempt_number,
                 )
+            if self._callback is not None and self._sync_stop(rs):
+                # on_retry took time of the budget too: check again before sleeping.
+                raise self.stopped_early(rs, error) from error
             cancel_token = sync_cancel_token()
             if cancel_token is None or _hooks.sync_sleep is not None:
                 (_hooks.sync_sleep or time.sleep)(delay)
@@ -537,6 +544,10 @@ class _Retrier:
                     await outcome
                 except Exception as failure:
                     self.callback_failed(failure, rs.attempt_number)
+            if self._callback is not None and self._async_stop(rs):
+                # on_retry took time of the budget too: check again before sleeping.
+                await anyio.lowlevel.checkpoint_if_cancelled()
+                raise self.stopped_early(rs, error) from error
             await (_hooks.async_sleep or anyio.sleep)(delay)
             rs.prepare_for_next_attempt()
             _note_attempt(rs.attempt_number)

@@ -61,6 +61,7 @@ from .cancel import (
     call_with_cancel_token,
     in_event_loop,
     is_token_cancelled,
+    sync_cancel_token,
     token_reason,
 )
 from .config import Seconds, TimeoutConfig
@@ -133,6 +134,7 @@ except ImportError:  # pragma: no cover - a future anyio may move it
 
 
 _running_loop: Final = asyncio._get_running_loop  # noqa: SLF001 - the C fast path of get_running_loop
+_current_task: Final = asyncio.current_task
 _asyncio_scope: Callable[..., Any] | None = None
 
 
@@ -238,6 +240,11 @@ class _Layer:
     # --- sync -----------------------------------------------------------------------
 
     def run_sync(self, fn: Callable[[], T], token: CancelTokenLike | None) -> T:
+        if token is None:
+            # Inside a node cancelled through its token, this call runs in the
+            # token's worker thread: wait on that token too, so a cancel releases
+            # this thread (and counts the one it abandons) at once.
+            token = sync_cancel_token()
         if token is not None and is_token_cancelled(token):
             raise NodeCancellationError(token_reason(token), node=self.name)
         outcome = _threads.run(
@@ -330,8 +337,10 @@ def _async_timed(
         # cancel_called means "our deadline fired".
         # On asyncio (a running loop) anyio's scope and clock are the loop's: skip
         # the backend dispatch, which cost more than a sixth of this layer.
+        # (Inside an asyncio task, that is: with trio in guest mode an asyncio loop
+        # runs too, but trio's callbacks run outside any asyncio task.)
         loop = _running_loop()
-        if loop is not None:
+        if loop is not None and _current_task(loop) is not None:
             scope = (_asyncio_scope or _learn_asyncio_scope())(deadline=loop.time() + seconds)
         else:
             backend = _backend()

@@ -321,3 +321,16 @@ def test_sync_call_error_propagates() -> None:
 
     with pytest.raises(LookupError):
         call_with_cancel_token_sync(boom, threading.Event())
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("make_token", [anyio.Event, threading.Event, CancelToken])
+async def test_system_exit_is_not_wrapped_by_the_token_watcher(make_token: Any) -> None:
+    """SystemExit from the body comes out as itself, not inside an exception group."""
+
+    async def body() -> None:
+        raise SystemExit(3)
+
+    with pytest.raises(SystemExit) as caught:
+        await call_with_cancel_token(body, make_token(), name="n")
+    assert caught.value.code == 3

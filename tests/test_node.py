@@ -388,3 +388,43 @@ def test_context_is_built_once_per_call() -> None:
     create_node(impl, name="n")({})
     assert seen[0] is seen[1]
     assert seen[0] is not None
+
+
+def test_config_goes_only_to_a_parameter_named_config_or_a_required_second() -> None:
+    """Keyword-only config works, and a defaulted second parameter keeps its default."""
+
+    def keyword_only(
+        state: dict[str, Any], *, config: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return {"got": config}
+
+    def own_option(state: dict[str, Any], limit: int = 10) -> dict[str, Any]:
+        return {"limit": limit}
+
+    config = {"configurable": {"k": 1}}
+    assert create_node(keyword_only, name="kw", capture_errors=False)({}, config) == {"got": config}
+    assert create_node(own_option, name="opt", capture_errors=False)({}, config) == {"limit": 10}
+
+
+def test_a_state_whose_story_id_raises_is_handled_and_leaves_no_context() -> None:
+    """Reading story_id for the logs never fails the node nor leaks its context."""
+
+    class LazyState:
+        @property
+        def story_id(self) -> str:
+            raise RuntimeError("lazy field failed")
+
+    assert create_node(lambda state: {"ok": 1}, name="lazy")(LazyState()) == {"ok": 1}
+    assert current_context() is None
+
+
+def test_a_coroutine_from_a_sync_impl_is_closed_and_reported() -> None:
+    """A lambda around an async function gives a clear error, not a never-awaited warning."""
+
+    async def fetch(state: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    update = create_node(lambda state: fetch(state), name="lam")({})  # noqa: PLW0108 - the mistake under test
+    (record,) = update["errors"]
+    assert record["code"] == ErrorCode.VALIDATION_FAILED.value
+    assert "coroutine" in record["message"]

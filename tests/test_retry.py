@@ -1090,3 +1090,32 @@ def test_a_failing_log_sink_does_not_stop_the_retry() -> None:
     finally:
         structlog.reset_defaults()
     assert calls == 3
+
+
+class TestSlowOnRetry:
+    """on_retry's own duration counts against the enclosing budget (virtual time)."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> tuple[str, dict[str, object]]:
+        import trio.testing
+
+        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+    @pytest.mark.anyio
+    async def test_no_sleep_into_the_deadline_after_a_slow_callback(self) -> None:
+        """timeout(1) | retry(backoff=0.5) with a 0.6 s on_retry stops, not times out."""
+        from resilient_nodes import NodeRetryExhaustedError, Policy
+
+        async def on_retry(attempt: int) -> None:
+            await anyio.sleep(0.6)
+
+        async def down() -> None:
+            raise ConnectionError("down")
+
+        policy = Policy.timeout(1) | Policy.retry(
+            attempts=3, backoff=0.5, jitter=0, on_retry=on_retry
+        )
+        with pytest.raises(NodeRetryExhaustedError) as caught:
+            await policy.wrap(down, name="n")()
+        assert isinstance(caught.value.last_error, ConnectionError)
+        assert caught.value.attempts == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import anyio
+import anyio.lowlevel
 import pytest
 import trio
 import trio.testing
@@ -80,7 +81,22 @@ class TestVirtualTime:
 
     @pytest.mark.anyio
     async def test_record_sleeps_stays_cancellable(self):
-        """The recording async sleep is a checkpoint: a cancel requested before it lands there."""
+        """The recording async sleep is a checkpoint: a pending cancel lands there."""
+        from resilient_nodes.retry import _hooks
+
+        with record_sleeps() as delays:
+            sleep = _hooks.async_sleep
+            assert sleep is not None
+            with anyio.CancelScope() as scope:
+                scope.cancel()
+                await sleep(10)
+                pytest.fail("the recording sleep did not deliver the cancellation")
+        assert scope.cancelled_caught
+        assert delays == [10]
+
+    @pytest.mark.anyio
+    async def test_cancel_from_on_retry_lands_before_the_sleep(self):
+        """A cancel requested by on_retry propagates before any backoff sleep."""
         calls: list[int] = []
         with anyio.CancelScope() as scope, record_sleeps() as delays:
             config = RetryConfig(
@@ -88,7 +104,7 @@ class TestVirtualTime:
             )
             await wrap_retry(_failing_async(calls), config, name="n")()
         assert scope.cancelled_caught
-        assert delays == [10]
+        assert delays == []
         assert len(calls) == 1
 
 

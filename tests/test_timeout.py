@@ -867,3 +867,68 @@ def test_sync_thread_finishing_after_abandon_logs_its_error() -> None:
         while _threads.abandoned_threads() and time.monotonic() < deadline:
             time.sleep(0.001)
     assert events(logs, _threads.ABANDONED_THREAD_FINISHED)[0]["error"] == "ValueError"
+
+
+def test_trio_guest_mode_on_an_asyncio_loop_uses_trio_scopes() -> None:
+    """With trio as a guest of asyncio, the asyncio fast path stays out of trio's way."""
+    import asyncio
+
+    import trio.lowlevel
+
+    async def work() -> str:
+        await anyio.sleep(0.01)
+        return "ok"
+
+    timed = wrap_timeout(work, TimeoutConfig(seconds=1), name="guest")
+
+    async def host() -> str:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+
+        def finished(outcome: Any) -> None:
+            done.set_result(outcome)
+
+        trio.lowlevel.start_guest_run(
+            timed,
+            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+            done_callback=finished,
+            host_uses_signal_set_wakeup_fd=True,
+        )
+        return (await done).unwrap()  # type: ignore[no-any-return]
+
+    assert asyncio.run(host()) == "ok"
+    # ...and plain asyncio afterwards still gets asyncio's scope.
+    assert asyncio.run(timed()) == "ok"
+
+
+def test_a_token_cancelled_sync_call_releases_the_timeout_wait_too() -> None:
+    """A cancel during a sync call under a timeout frees both waits at once."""
+    import time as _time
+
+    from resilient_nodes import CancelToken, ErrorCode, Policy, create_node
+
+    release = threading.Event()
+
+    def slow(state: dict[str, Any]) -> dict[str, Any]:
+        release.wait(2)
+        return {}
+
+    node = create_node(slow, name="t", policy=Policy.timeout(5))
+    token = CancelToken()
+    threading.Timer(0.05, token.cancel).start()
+    started = _time.monotonic()
+    update = node({}, {"configurable": {"cancel_token": token}})
+    assert _time.monotonic() - started < 1.0
+    assert update["errors"][0]["code"] == ErrorCode.CANCELLED.value
+
+    # The token's worker thread is released from the timeout's wait too, and
+    # ends; what stays running (the impl's thread) is exactly what is counted.
+    def ours() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("resilient_nodes:")]
+
+    deadline = _time.monotonic() + 1.0
+    while len(ours()) > 1 and _time.monotonic() < deadline:
+        _time.sleep(0.01)
+    assert len(ours()) == 1
+    assert _threads.abandoned_threads() == 1
+    release.set()
