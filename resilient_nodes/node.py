@@ -5,8 +5,9 @@ The node is a small callable object with LangGraph's node signature
 sync node (so ``graph.invoke`` works) and an async one an async node. Per call the
 node shell:
 
-1. builds the `ExecutionContext` (ids from the RunnableConfig when it carries
-   them) and makes it current, so `current_context()` works in the impl;
+1. makes the call's `ExecutionContext` current, so `current_context()` works in
+   the impl (it is built on first use, with ids from the RunnableConfig when it
+   carries them: a call that logs nothing and never asks does not pay for it);
 2. logs ``node.started``, runs the policy pipeline around the impl (under the
    run's cancel token, if ``config["configurable"]["cancel_token"]`` holds one),
    checks the result is a state update, and logs ``node.succeeded``;
