@@ -87,9 +87,10 @@ import pybreaker as _pb
 
 from ._callables import is_async_callable
 from ._control import is_control_flow
+from .cancel import is_token_cancelled, sync_cancel_token, token_reason
 from .classification import ErrorCategory, classify_error
 from .config import BreakerConfig
-from .errors import ErrorCode, NodeCircuitOpenError, format_message
+from .errors import ErrorCode, NodeCancellationError, NodeCircuitOpenError, format_message
 from .logging import BREAKER_STATE_CHANGED, emit, get_logger
 
 if TYPE_CHECKING:
@@ -889,9 +890,23 @@ def _sync_shell(
         try:
             result = fn(*args, **kwargs)
         except BaseException as error:
-            release(ticket, error)
+            release(ticket, _unless_abandoned(error))
             raise
-        release(ticket)
+        release(ticket, _unless_abandoned(None))
         return result
 
     return guarded
+
+
+def _unless_abandoned(outcome: BaseException | None) -> BaseException | None:
+    """The outcome to record for a sync call, or a neutral one if nobody waits for it.
+
+    A sync node cancelled through its token releases its caller at once and
+    leaves this thread running; when the call ends, its outcome is as stale as
+    an async call's that was cancelled, which records nothing. So it is
+    recorded as the (neutral) cancellation instead.
+    """
+    token = sync_cancel_token()
+    if token is not None and is_token_cancelled(token):
+        return NodeCancellationError(token_reason(token))
+    return outcome
