@@ -166,7 +166,6 @@ class _NodeShell(Generic[S, U]):
         "_breakers",
         "_capture",
         "_config_mode",
-        "_impl",
         "_log",
         "_log_levels",
         "_pipeline",
@@ -196,7 +195,6 @@ class _NodeShell(Generic[S, U]):
         self.name = name
         self.__name__ = name
         self.__qualname__ = name
-        self._impl = impl
         self._policy = policy
         self._capture = bool(capture_errors)
         self._config_mode = _config_mode(impl)
