@@ -189,15 +189,21 @@ class _PendingContext:
     the impl never calls `current_context`), so the node shell publishes this
     instead and skips building ids and copying metadata. Worker threads see the
     same object through their copied context, so a lock keeps the ids one.
+
+    It also carries the number of the attempt the retry layer last started
+    (``attempt``), so a failure recorded in state says how many attempts were
+    made even when the last error was not retryable. Worker threads write
+    through the shared object, as they must.
     """
 
-    __slots__ = ("_built", "_config", "_name")
+    __slots__ = ("_built", "_config", "_name", "attempt")
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, name: str, config: Mapping[str, Any] | None) -> None:
         self._name = name
         self._config = config
         self._built: ExecutionContext | None = None
+        self.attempt = 1
 
     def resolve(self) -> ExecutionContext:
         built = self._built
@@ -219,17 +225,12 @@ _current: ContextVar[ExecutionContext | _PendingContext | None] = ContextVar(
     "resilient_nodes_context", default=None
 )
 
-# The node shell puts a one-item list here per call; the retry layer writes the
-# number of the attempt it starts into it, so a failure recorded in state says how
-# many attempts were made even when the last error was not retryable. A list, not
-# an int, so that worker threads (which get a copy of the context) write through.
-_attempt_cell: ContextVar[list[int] | None] = ContextVar("resilient_nodes_attempts", default=None)
-
 
 def _note_attempt(attempt: int) -> None:
-    cell = _attempt_cell.get()
-    if cell is not None:
-        cell[0] = attempt
+    """Tell the node call running now (if any) that attempt *attempt* starts."""
+    context = _current.get()
+    if isinstance(context, _PendingContext):
+        context.attempt = attempt
 
 
 def current_context() -> ExecutionContext | None:

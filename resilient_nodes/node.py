@@ -24,22 +24,24 @@ inject the RunnableConfig, and only recognises real objects or a few exact strin
 """
 
 import dataclasses
+import functools
 import inspect
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from contextvars import Token
-from typing import TYPE_CHECKING, Any, Final, Generic, NamedTuple, Optional, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Final, Generic, Optional, TypeVar, overload
 
 from ._callables import is_async_callable
 from ._control import is_control_flow
 from .cancel import call_with_cancel_token, call_with_cancel_token_sync
-from .context import _attempt_cell, _current, _PendingContext
+from .context import _current, _PendingContext
 from .errors import ConfigError, NodeRetryExhaustedError, NodeValidationError
 from .logging import NODE_FAILED, NODE_STARTED, NODE_SUCCEEDED, emit, get_logger
 from .policy import Policy, build_pipeline
 from .state import create_error_update
 
 if TYPE_CHECKING:
+    from contextvars import Token
+
     from langchain_core.runnables import RunnableConfig
 
     from .breaker import NodeCircuitBreaker
@@ -132,22 +134,27 @@ def _cancel_token(config: Mapping[str, Any] | None) -> Any:
     return configurable.get("cancel_token")
 
 
-class _CallScope(NamedTuple):
-    """What one call set in context variables, and what its log events carry."""
+class _NodeCall(_PendingContext):
+    """One node call: its pending context, made current, and what its events carry.
 
-    context_token: Token[Any]
-    cell_token: Token[Any]
-    attempts: list[int]
-    context: _PendingContext
-    story_id: object
+    One object per call on purpose: with thousands of calls in flight, every
+    object a call keeps alive is more work for the garbage collector.
+    """
+
+    __slots__ = ("started", "story_id", "token")
+
+    def __init__(self, name: str, config: Mapping[str, Any] | None, story_id: object) -> None:
+        super().__init__(name, config)
+        self.story_id = story_id
+        self.token: Token[Any] = _current.set(self)
+        self.started = time.perf_counter()
 
     def close(self) -> None:
-        _attempt_cell.reset(self.cell_token)
-        _current.reset(self.context_token)
+        _current.reset(self.token)
 
     def fields(self) -> dict[str, Any]:
         """The ids every event of this call carries (building the context if needed)."""
-        context = self.context.resolve()
+        context = self.resolve()
         fields: dict[str, Any] = {
             "trace_id": context.trace_id,
             "graph_execution_id": context.graph_execution_id,
@@ -235,26 +242,19 @@ class _NodeShell(Generic[S, U]):
                 self._log_levels = (bool(enabled(_DEBUG)), bool(enabled(_INFO)))
         return log
 
-    def _begin(self, state: object, config: Mapping[str, Any] | None) -> tuple[_CallScope, float]:
+    def _begin(self, state: object, config: Mapping[str, Any] | None) -> _NodeCall:
         # The execution context is built on first use: with logging filtered and
         # no failure, nothing asks for it, and building it (ids, metadata) was the
         # largest part of a node call's own cost.
-        context = _PendingContext(self.name, config)
-        scope = _CallScope(
-            _current.set(context),
-            _attempt_cell.set(cell := [1]),
-            cell,
-            context,
-            _story_id(state),
-        )
+        call = _NodeCall(self.name, config, _story_id(state))
         log = self._logger()
         if self._log_levels[0]:
             # Per-call ids travel as event fields: binding a new logger per call
             # would cost an allocation even when the level is filtered out.
-            emit(log.debug, NODE_STARTED, attempt=1, **scope.fields())
-        return scope, time.perf_counter()
+            emit(log.debug, NODE_STARTED, attempt=1, **call.fields())
+        return call
 
-    def _finish(self, result: object, scope: _CallScope, started: float) -> Any:
+    def _finish(self, result: object, call: _NodeCall) -> Any:
         if not _is_update(result):
             if inspect.iscoroutine(result):
                 # A sync callable (a lambda around an async function) handed back a
@@ -273,8 +273,8 @@ class _NodeShell(Generic[S, U]):
             emit(
                 self._logger().info,
                 NODE_SUCCEEDED,
-                duration_ms=_elapsed_ms(started),
-                **scope.fields(),
+                duration_ms=_elapsed_ms(call.started),
+                **call.fields(),
             )
         return result
 
@@ -287,7 +287,7 @@ class _NodeShell(Generic[S, U]):
             return self._pipeline(state, config)
         return self._pipeline(state, config=config)
 
-    def _fail(self, error: Exception, scope: _CallScope, started: float) -> ErrorUpdate | None:
+    def _fail(self, error: Exception, call: _NodeCall) -> ErrorUpdate | None:
         """Log a failure; the update to return, or None when it must propagate.
 
         LangGraph's control flow (an ``Exception`` subclass) is not a failure: it
@@ -296,15 +296,15 @@ class _NodeShell(Generic[S, U]):
         if is_control_flow(error):
             return None
         exhausted = error.attempts if isinstance(error, NodeRetryExhaustedError) else 1
-        attempts = max(scope.attempts[0], exhausted)
+        attempts = max(call.attempt, exhausted)
         emit(
             self._logger().warning,
             NODE_FAILED,
-            duration_ms=_elapsed_ms(started),
+            duration_ms=_elapsed_ms(call.started),
             error_type=type(error).__name__,
             attempts=attempts,
             captured=self._capture,
-            **scope.fields(),
+            **call.fields(),
         )
         if not self._capture:
             return None
@@ -326,23 +326,25 @@ class SyncNode(_NodeShell[S, U]):
         config: Optional[RunnableConfig] = None,  # noqa: UP045 - see the module docstring
     ) -> U | ErrorUpdate:
         """Run the node on *state*; returns its update (or the error update)."""
-        scope, started = self._begin(state, config)
+        call = self._begin(state, config)
         try:
             cancel_token = _cancel_token(config)
             if cancel_token is None:
                 result = self._invoke(state, config)
             else:
+                # A partial, not a lambda: a closure would make this frame keep
+                # cells for self, state and config on every call.
                 result = call_with_cancel_token_sync(
-                    lambda: self._invoke(state, config), cancel_token, name=self.name
+                    functools.partial(self._invoke, state, config), cancel_token, name=self.name
                 )
-            return self._finish(result, scope, started)  # type: ignore[no-any-return]
+            return self._finish(result, call)  # type: ignore[no-any-return]
         except Exception as error:
-            update = self._fail(error, scope, started)
+            update = self._fail(error, call)
             if update is None:
                 raise
             return update
         finally:
-            scope.close()
+            call.close()
 
 
 class AsyncNode(_NodeShell[S, U]):
@@ -356,23 +358,24 @@ class AsyncNode(_NodeShell[S, U]):
         config: Optional[RunnableConfig] = None,  # noqa: UP045 - see the module docstring
     ) -> U | ErrorUpdate:
         """Run the node on *state*; returns its update (or the error update)."""
-        scope, started = self._begin(state, config)
+        call = self._begin(state, config)
         try:
             cancel_token = _cancel_token(config)
             if cancel_token is None:
                 result = await self._invoke(state, config)
             else:
+                # A partial, not a lambda: see SyncNode.__call__.
                 result = await call_with_cancel_token(
-                    lambda: self._invoke(state, config), cancel_token, name=self.name
+                    functools.partial(self._invoke, state, config), cancel_token, name=self.name
                 )
-            return self._finish(result, scope, started)  # type: ignore[no-any-return]
+            return self._finish(result, call)  # type: ignore[no-any-return]
         except Exception as error:
-            update = self._fail(error, scope, started)
+            update = self._fail(error, call)
             if update is None:
                 raise
             return update
         finally:
-            scope.close()
+            call.close()
 
 
 @overload
