@@ -321,33 +321,37 @@ class _Rejection:
     at.
     """
 
-    __slots__ = ("_attrs", "_cache", "_head", "_proto", "_tail")
+    __slots__ = ("_cache", "_failure_count", "_head", "_node", "_proto", "_tail")
 
     def __init__(self, node: str, failure_count: int) -> None:
         self._proto = NodeCircuitOpenError(
             failure_count=failure_count, recovery_time=0.0, node=node
         )
-        self._attrs = dict(self._proto.__dict__)
+        # The fields the constructor sets (all three are slots of the error).
+        self._node = self._proto.node
+        self._failure_count = self._proto.failure_count
         text = format_message(
             ErrorCode.CIRCUIT_OPEN, node=node, failure_count=failure_count, recovery_time=_RT_MARK
         )
         head, mark, tail = text.partition(_RT_MARK)
         self._head: str | None = head if mark else None
         self._tail = tail
-        # (half-millisecond bucket, message): one tuple so threads swap it atomically.
-        self._cache: tuple[int, str] = (-1, "")
+        # (bucket start, bucket end, message) for the half millisecond of remaining
+        # time last rendered: one tuple, so threads swap it atomically.
+        self._cache: tuple[float, float, str] = (1.0, 0.0, "")
 
     def error(self, remaining: float) -> NodeCircuitOpenError:
         """A fresh error for a call rejected *remaining* seconds before recovery."""
         cache = self._cache
-        if cache[0] != int(remaining * 2000.0):
+        if not cache[0] <= remaining < cache[1]:
             cache = self._render(remaining)
-        error = _new_open_error(NodeCircuitOpenError, cache[1])
-        error.__dict__.update(self._attrs)
+        error = _new_open_error(NodeCircuitOpenError, cache[2])
+        error.failure_count = self._failure_count
+        error.node = self._node
         error.recovery_time = remaining
         return error
 
-    def _render(self, remaining: float) -> tuple[int, str]:
+    def _render(self, remaining: float) -> tuple[float, float, str]:
         if self._head is None:  # a template that does not show the recovery time
             proto = self._proto
             message = NodeCircuitOpenError(
@@ -356,7 +360,8 @@ class _Rejection:
         else:
             # The rendering errors.format_message gives the recovery time.
             message = f"{self._head}{round(remaining, 3):g}{self._tail}"
-        cache = self._cache = (int(remaining * 2000.0), message)
+        bucket = int(remaining * 2000.0)
+        cache = self._cache = (bucket / 2000.0, (bucket + 1) / 2000.0, message)
         return cache
 
 

@@ -148,9 +148,23 @@ class NodeExecutionError(Exception):
         # a lock or a socket) is replaced by a stand-in with the same text, so the
         # error itself still crosses a process boundary. ``__cause__`` is carried
         # too, which the default pickling of exceptions drops.
-        state = {key: _picklable(value) for key, value in self.__dict__.items()}
+        state = {key: _picklable(value) for key, value in _error_attributes(self).items()}
         cause = _picklable(self.__cause__) if self.__cause__ is not None else None
         return (_rebuild, (type(self), self.args, cause), state)
+
+
+def _error_attributes(error: BaseException) -> dict[str, Any]:
+    """An error's own attributes: its instance dict and any slots that are set.
+
+    `NodeCircuitOpenError` keeps its fields in slots (see there), so ``vars()``
+    alone misses them.
+    """
+    fields = dict(getattr(error, "__dict__", {}))
+    for cls in type(error).__mro__:
+        for name in cls.__dict__.get("__slots__", ()):
+            if name not in fields and hasattr(error, name):
+                fields[name] = getattr(error, name)
+    return fields
 
 
 def _picklable(value: object) -> object:
@@ -231,6 +245,10 @@ class NodeCircuitOpenError(NodeExecutionError):
     """
 
     code = ErrorCode.CIRCUIT_OPEN
+    # Slots rather than the instance dict: rejections are the hot path of an open
+    # circuit, and creating and filling an exception's dict cost about as much as
+    # raising it. (The base classes keep their dict; `_error_attributes` lists both.)
+    __slots__ = ("failure_count", "node", "recovery_time")
 
     def __init__(
         self,

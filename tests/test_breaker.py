@@ -33,6 +33,7 @@ from resilient_nodes.errors import (
     NodeCircuitOpenError,
     NodeRetryExhaustedError,
     NodeTimeoutError,
+    _error_attributes,
 )
 from resilient_nodes.logging import BREAKER_STATE_CHANGED
 
@@ -157,9 +158,11 @@ def test_rejection_error_is_the_real_error() -> None:
         )
         assert type(error) is NodeCircuitOpenError
         assert error.args == reference.args
-        assert error.__dict__ == reference.__dict__
+        assert _error_attributes(error) == _error_attributes(reference)
+        assert set(_error_attributes(error)) == {"failure_count", "node", "recovery_time"}
+        assert error.__dict__ == {}  # the fields live in slots: no dict per rejection
         clone = pickle.loads(pickle.dumps(error))
-        assert clone.__dict__ == error.__dict__
+        assert _error_attributes(clone) == _error_attributes(error)
         assert str(clone) == str(reference)
 
 

@@ -18,6 +18,7 @@ from resilient_nodes.errors import (
     NodeRetryExhaustedError,
     NodeTimeoutError,
     NodeValidationError,
+    _error_attributes,
     format_message,
 )
 
@@ -204,7 +205,7 @@ def test_every_error_pickles(error: NodeExecutionError) -> None:
     assert str(copy) == str(error)
     assert copy.args == error.args
     assert copy.code is error.code
-    for name, value in vars(error).items():
+    for name, value in _error_attributes(error).items():
         if isinstance(value, BaseException):
             assert type(getattr(copy, name)) is type(value)
             assert str(getattr(copy, name)) == str(value)
