@@ -296,13 +296,17 @@ def _targets(
             )
         )
     r = _get(groups, "langgraph", "lg_ours")
+    ref = _get(groups, "langgraph", "lg_asyncio_timeout")
+    detail = "" if r is None else f"pairs {r.ratio_min:.3f}-{r.ratio_max:.3f}"
+    if r is not None and ref is not None:
+        detail += f"; `asyncio.timeout` alone {ref.ratio:.3f}x"
     t.append(
         _target(
             "full node inside a 1-node LangGraph graph / plain node",
             None if r is None else r.ratio,
             1.03,
             "{:.3f}x",
-            "" if r is None else f"pairs {r.ratio_min:.3f}-{r.ratio_max:.3f}",
+            detail,
         )
     )
     if scale:
@@ -315,7 +319,13 @@ def _targets(
                     small["ratio"],
                     1.5,
                     "{:.2f}x",
-                    f"{small['node_s']:.3f} s vs {small['bare_s']:.3f} s",
+                    f"{small['node_s']:.3f} s vs {small['bare_s']:.3f} s; "
+                    f"`asyncio.timeout` alone {small['timeout_ref_ratio']:.2f}x"
+                    + (
+                        ""
+                        if small.get("naive_ratio") is None
+                        else f", naive stack {small['naive_ratio']:.2f}x"
+                    ),
                 )
             )
         if small is not None and large is not None:
@@ -449,17 +459,20 @@ def _markdown(
             "## Scale: N concurrent calls, each awaiting `anyio.sleep(0.01)`",
             "",
             (
-                f"Wall time: unwrapped `impl(state)` and the full node alternate in one interpreter, median of "
-                f"{s.scale_rounds} rounds each (`asyncio.TaskGroup`, spawn to last finish). Peak memory: tracemalloc "
-                "peak over one round, each variant in a fresh interpreter."
+                f"Wall time: unwrapped `impl(state)`, the full node and two references (`impl` under "
+                f"`asyncio.timeout(30)` alone; the naive stack up to {bench_scale.NAIVE_MAX:,} calls) run in one "
+                f"interpreter in rotating order, median of {s.scale_rounds} rounds each (`asyncio.TaskGroup`, spawn "
+                "to last finish). Peak memory: tracemalloc peak over one round, each variant in a fresh interpreter."
             ),
             "",
-            "| N | unwrapped wall | node wall | node / unwrapped | unwrapped µs/call | node µs/call | unwrapped peak B/call (tracemalloc) | node peak B/call (tracemalloc) |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| N | unwrapped wall | node wall | **node / unwrapped** | `asyncio.timeout` alone / unwrapped | naive stack / unwrapped | unwrapped µs/call | node µs/call | unwrapped peak B/call (tracemalloc) | node peak B/call (tracemalloc) |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in scale:
+            naive = "—" if row.get("naive_ratio") is None else f"{row['naive_ratio']:.2f}x"
             lines.append(
-                f"| {row['n']:,} | {row['bare_s']:.3f} s | {row['node_s']:.3f} s | {row['ratio']:.2f}x | "
+                f"| {row['n']:,} | {row['bare_s']:.3f} s | {row['node_s']:.3f} s | **{row['ratio']:.2f}x** | "
+                f"{row['timeout_ref_ratio']:.2f}x | {naive} | "
                 f"{row['bare_us_per_call']:.1f} | {row['node_us_per_call']:.1f} | "
                 f"{row['bare_peak_per_call']:,.0f} | {row['node_peak_per_call']:,.0f} |"
             )

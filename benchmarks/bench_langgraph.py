@@ -3,12 +3,14 @@
 The floor is the plain graph (the node is ``impl`` itself), timed just before and
 after every variant. Variants: our full node; our node with no policy; the naive
 stack around ``impl``; LangGraph's own ``retry_policy=RetryPolicy()`` and
-``timeout=30``. Do not stack LangGraph's RetryPolicy on our node: the attempts
+``timeout=30``; and, for reference, ``impl`` under ``asyncio.timeout(30)`` alone
+(the cheapest deadline the standard library has). Do not stack LangGraph's RetryPolicy on our node: the attempts
 would multiply.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
@@ -32,6 +34,11 @@ def _graph(node: Any, **options: Any) -> Any:
     builder.add_edge(START, "n")
     builder.add_edge("n", END)
     return builder.compile()
+
+
+async def _impl_asyncio_timeout(state: Any) -> Any:
+    async with asyncio.timeout(30):
+        return await impl(state)
 
 
 def _invoke_loop(graph: Any) -> Any:
@@ -64,4 +71,9 @@ def cases() -> list[Case]:
             _invoke_loop(_graph(impl, retry_policy=RetryPolicy())),
         ),
         Case("lg_timeout", "LangGraph node `timeout=30`", _invoke_loop(_graph(impl, timeout=30))),
+        Case(
+            "lg_asyncio_timeout",
+            "`asyncio.timeout(30)` around `impl` in the graph (reference)",
+            _invoke_loop(_graph(_impl_asyncio_timeout)),
+        ),
     ]

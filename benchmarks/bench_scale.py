@@ -2,9 +2,12 @@
 
 ``python -m benchmarks.bench_scale MODE N ROUNDS`` prints one JSON line:
 
-- ``MODE=wall``: one interpreter times both variants, unwrapped ``impl(state)``
-  and the full node, alternating for ROUNDS rounds (wall time from spawning the
-  first task to the last finishing; median per variant).
+- ``MODE=wall``: one interpreter times the variants, unwrapped ``impl(state)``
+  and the full node, rotating their order for ROUNDS rounds (wall time from
+  spawning the first task to the last finishing; median per variant). Two
+  references run beside them: ``impl`` under ``asyncio.timeout(30)`` alone (what
+  the standard library's own deadline costs at this scale) and, up to
+  ``NAIVE_MAX`` calls, the naive stack (tenacity + pybreaker + ``fail_after``).
 - ``MODE=peak-bare`` / ``peak-node``: a fresh interpreter runs one round of one
   variant under tracemalloc and reports its peak traced memory per call (the
   process's peak RSS is dominated by the interpreter and imports below 100,000).
@@ -25,11 +28,17 @@ from typing import Any
 import anyio
 
 SLEEP = 0.01
+NAIVE_MAX = 10_000  # the naive stack costs ~10x; above this it would dominate the run
 
 
 async def _impl(state: dict[str, Any]) -> dict[str, Any]:
     await anyio.sleep(SLEEP)
     return {"value": state["value"] + 1}
+
+
+async def _asyncio_timeout(state: dict[str, Any]) -> dict[str, Any]:
+    async with asyncio.timeout(30):
+        return await _impl(state)
 
 
 def _node() -> Any:
@@ -56,19 +65,22 @@ async def _child(mode: str, n: int, rounds: int) -> dict[str, Any]:
     configure_logging()
     node = _node()
     if mode == "wall":
-        await _run(_impl, 200)
-        await _run(node, 200)
-        walls: dict[str, list[float]] = {"bare": [], "node": []}
+        variants = [("bare", _impl), ("node", node), ("timeout_ref", _asyncio_timeout)]
+        if n <= NAIVE_MAX:
+            from ._common import naive_stack
+
+            variants.append(("naive", naive_stack(_impl)))
+        for _, call in variants:
+            await _run(call, 200)
+        walls: dict[str, list[float]] = {name: [] for name, _ in variants}
         for i in range(rounds):
-            pair = [("bare", _impl), ("node", node)]
-            for name, call in pair if i % 2 == 0 else pair[::-1]:
+            shift = i % len(variants)
+            for name, call in variants[shift:] + variants[:shift]:
                 walls[name].append(await _run(call, n))
-        return {
-            "n": n,
-            "bare_s": statistics.median(walls["bare"]),
-            "node_s": statistics.median(walls["node"]),
-            "rounds": rounds,
-        }
+        out: dict[str, Any] = {"n": n, "rounds": rounds}
+        for name, times in walls.items():
+            out[f"{name}_s"] = statistics.median(times)
+        return out
     call = node if mode == "peak-node" else _impl
     await _run(call, 200)
     gc.collect()
@@ -106,6 +118,8 @@ def measure(sizes: list[int], rounds: int, *, timeout_s: float = 400) -> list[di
                 "ratio": wall["node_s"] / wall["bare_s"],
                 "bare_us_per_call": wall["bare_s"] / n * 1e6,
                 "node_us_per_call": wall["node_s"] / n * 1e6,
+                "timeout_ref_ratio": wall["timeout_ref_s"] / wall["bare_s"],
+                "naive_ratio": wall["naive_s"] / wall["bare_s"] if "naive_s" in wall else None,
                 "bare_peak_per_call": bare["peak_bytes_per_call"],
                 "node_peak_per_call": node["peak_bytes_per_call"],
                 "rounds": rounds,

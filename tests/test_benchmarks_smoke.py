@@ -77,6 +77,7 @@ def test_quick_mode_writes_a_table_with_every_variant(tmp_path: Path) -> None:
             "lg_naive",
             "lg_retry_policy",
             "lg_timeout",
+            "lg_asyncio_timeout",
         },
     }
     for group, keys in expected.items():
@@ -90,6 +91,10 @@ def test_quick_mode_writes_a_table_with_every_variant(tmp_path: Path) -> None:
         assert row["label"] in table
     assert set(raw["lateness"]) == {"ours", "anyio.fail_after", "asyncio.timeout"}
     assert [row["n"] for row in raw["scale"]] == [500, 2_000]
+    for row in raw["scale"]:
+        # The references beside the node: asyncio.timeout alone, and the naive stack.
+        assert row["timeout_ref_ratio"] > 0
+        assert row["naive_ratio"] > 0
     assert len(raw["targets"]) == 12
     for target in raw["targets"]:
         assert target["name"] in table
