@@ -50,7 +50,6 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar
 
 import anyio
@@ -58,11 +57,13 @@ import attrs
 
 from ._callables import is_async_callable
 from ._deadline import sync_remaining
+from .config import _checked_duration
 from .errors import ConfigError
 from .logging import emit, get_logger
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
+    from datetime import timedelta
 
 __all__ = ["CHAOS_INJECTED", "ChaosConfig", "ChaosHangError", "wrap_chaos"]
 
@@ -84,15 +85,7 @@ class ChaosHangError(TimeoutError):
 
 
 def _duration(value: object, name: str, problems: list[tuple[str, str]]) -> float:
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        problems.append((name, f"must be a duration in seconds, got {type(value).__name__}"))
-        return 0.0
-    if not math.isfinite(value) or value < 0:
-        problems.append((name, f"must be a finite duration >= 0, got {value!r}"))
-        return 0.0
-    return float(value)
+    return _checked_duration(value, name, problems, positive=False, default=0.0)
 
 
 def _rate(value: object, name: str, problems: list[tuple[str, str]]) -> float:

@@ -65,17 +65,36 @@ def _describe(value: object) -> str:
 _DURATION_TYPES: Final = "a duration in seconds (int, float or timedelta)"
 
 
-def _duration_problem(value: object) -> str | None:
-    """What is wrong with *value* as a duration in seconds, or None."""
+def _duration_problem(value: object, *, positive: bool = False) -> str | None:
+    """What is wrong with *value* as a duration in seconds (> 0 if *positive*), or None."""
     if isinstance(value, timedelta):
         value = value.total_seconds()
     elif not isinstance(value, int | float) or isinstance(value, bool):
         return f"must be {_DURATION_TYPES}, got {_describe(value)}"
     if not math.isfinite(value):
         return f"must be finite, got {value}"
+    if positive and value <= 0:
+        return f"must be > 0, got {value:g}"
     if value < 0:
         return f"must be >= 0, got {value:g}"
     return None
+
+
+def _checked_duration(
+    value: object, name: str, problems: list[tuple[str, str]], *, positive: bool, default: float
+) -> float:
+    """*value* in seconds, or *default* after adding its problem to *problems*.
+
+    For validators that collect every problem of a mapping before raising one
+    `ConfigError` (chaos settings, Redis storage options).
+    """
+    problem = _duration_problem(value, positive=positive)
+    if problem is not None:
+        problems.append((name, problem))
+        return default
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)  # type: ignore[arg-type]
 
 
 def to_seconds(value: object, /, *, name: str = "seconds") -> float:

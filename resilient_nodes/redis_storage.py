@@ -81,6 +81,7 @@ from redis.connection import parse_url
 from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
+from .config import _checked_duration
 from .errors import ConfigError, _safe_str
 from .logging import emit, get_logger
 from .sanitize import redact_secrets
@@ -205,15 +206,7 @@ def _text(value: object) -> str:
 
 
 def _seconds(value: object, field: str, problems: list[tuple[str, str]]) -> float:
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        problems.append((field, f"must be a number of seconds, got {type(value).__name__}"))
-        return 1.0
-    if not math.isfinite(value) or value <= 0:
-        problems.append((field, f"must be > 0, got {value!r}"))
-        return 1.0
-    return float(value)
+    return _checked_duration(value, field, problems, positive=True, default=1.0)
 
 
 def _mask(url: str) -> str:

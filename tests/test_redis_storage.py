@@ -121,7 +121,10 @@ def test_round_trip_through_policy_data() -> None:
         ({"type": "redis", "url": 5}, "x.url: must be a string, got int"),
         ({"type": "redis", "url": "redis://h", "prefix": ""}, "x.prefix: must be a non-empty"),
         ({"type": "redis", "url": "redis://h", "timeout": -1}, "x.timeout: must be > 0, got -1"),
-        ({"type": "redis", "url": "redis://h", "timeout": "1"}, "x.timeout: must be a number"),
+        (
+            {"type": "redis", "url": "redis://h", "timeout": "1"},
+            "x.timeout: must be a duration in seconds",
+        ),
         ({"type": "redis", "url": "redis://h", "db": 1}, "x: unknown key(s): db"),
         ({"type": "memcached", "url": "redis://h"}, 'x.type: must be "redis"'),
         (["redis"], "x: must be a table/mapping, got list"),
