@@ -100,7 +100,8 @@ def _config_mode(impl: Callable[..., Any]) -> str | None:
 
 
 def _is_update(result: object) -> bool:
-    if result is None or isinstance(result, Mapping):
+    # ``type(...) is dict`` first: the usual update, and an ABC isinstance costs more.
+    if result is None or type(result) is dict or isinstance(result, Mapping):
         return True
     # LangGraph also accepts Command objects (and lists of them), dataclass and
     # pydantic state objects as updates.
@@ -118,7 +119,7 @@ def _is_update(result: object) -> bool:
 def _story_id(state: object) -> object:
     """The state's ``story_id`` for the logs; never raises (a state may be anything)."""
     try:
-        if isinstance(state, Mapping):
+        if type(state) is dict or isinstance(state, Mapping):
             return state.get("story_id")
         return getattr(state, "story_id", None)
     except Exception:
@@ -129,7 +130,7 @@ def _cancel_token(config: Mapping[str, Any] | None) -> Any:
     if not config:
         return None
     configurable = config.get("configurable")
-    if not isinstance(configurable, Mapping):
+    if type(configurable) is not dict and not isinstance(configurable, Mapping):
         return None
     return configurable.get("cancel_token")
 
@@ -144,7 +145,12 @@ class _NodeCall(_PendingContext):
     __slots__ = ("started", "story_id", "token")
 
     def __init__(self, name: str, config: Mapping[str, Any] | None, story_id: object) -> None:
-        super().__init__(name, config)
+        # _PendingContext's fields, set here rather than through super().__init__:
+        # this runs on every node call, and the extra call is a tenth of its cost.
+        self._name = name
+        self._config = config
+        self._built = None
+        self.attempt = 1
         self.story_id = story_id
         self.token: Token[Any] = _current.set(self)
         self.started = time.perf_counter()
@@ -247,7 +253,7 @@ class _NodeShell(Generic[S, U]):
         # no failure, nothing asks for it, and building it (ids, metadata) was the
         # largest part of a node call's own cost.
         call = _NodeCall(self.name, config, _story_id(state))
-        log = self._logger()
+        log = self._log or self._logger()
         if self._log_levels[0]:
             # Per-call ids travel as event fields: binding a new logger per call
             # would cost an allocation even when the level is filtered out.

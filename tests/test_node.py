@@ -23,7 +23,8 @@ from resilient_nodes import (
     current_context,
 )
 from resilient_nodes.cancel import CancelToken
-from resilient_nodes.node import AsyncNode, SyncNode
+from resilient_nodes.context import _PendingContext
+from resilient_nodes.node import AsyncNode, SyncNode, _NodeCall
 from resilient_nodes.testing import no_backoff
 
 
@@ -428,3 +429,15 @@ def test_a_coroutine_from_a_sync_impl_is_closed_and_reported() -> None:
     (record,) = update["errors"]
     assert record["code"] == ErrorCode.VALIDATION_FAILED.value
     assert "coroutine" in record["message"]
+
+
+def test_node_call_sets_every_field_of_a_pending_context() -> None:
+    """_NodeCall fills _PendingContext's slots itself (no super().__init__): none forgotten."""
+    call = _NodeCall("n", {"configurable": {}}, "story-1")
+    try:
+        for name in _PendingContext.__slots__:
+            assert hasattr(call, name), name
+        assert call.resolve().node_name == "n"
+        assert call.attempt == 1
+    finally:
+        call.close()
