@@ -20,16 +20,23 @@ A finished call only marks its heap entry dead (nothing is searched); dead
 entries go when the loop has no call in flight, when they reach the top of the
 heap, or when they outnumber the live ones. The timer is re-armed only when a
 deadline earlier than the armed one arrives, so calls with the same timeout
-share one timer.
+share one timer, and it is left armed when the loop goes idle (one spare
+wake-up later instead of a new timer for the next call).
+
+Nothing here keeps a loop alive: queues are looked up by the loop's id and
+dropped when the loop is garbage (``weakref.finalize``), and a queue holds its
+loop and its timer only through weak references; the armed timer lives in the
+loop's own heap.
 """
 
 from __future__ import annotations
 
 import contextvars
 import heapq
+import inspect
 import itertools
 import math
-import threading
+import weakref
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -40,6 +47,8 @@ __all__ = ["DeadlineQueue", "deadline_queue", "scope_takes_deadline"]
 _COMPACT_SLACK: Final = 64
 """Dead entries tolerated beyond as many as there are live ones."""
 
+_REASON: Final = "deadline exceeded"  # what anyio's own timer gives as the reason
+
 
 class DeadlineQueue:
     """The pending deadlines of one event loop (use it from that loop only)."""
@@ -47,22 +56,30 @@ class DeadlineQueue:
     __slots__ = ("_armed_at", "_context", "_handle", "_heap", "_live", "_loop", "_seq")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
+        self._loop = weakref.ref(loop)
         # Entries are [deadline, sequence number, scope or None]: lists compare
         # by deadline, then by the unique number, never by the scope.
         self._heap: list[list[Any]] = []
         self._live = 0
         self._seq = itertools.count()
-        self._handle: asyncio.TimerHandle | None = None
+        self._handle: weakref.ReferenceType[asyncio.TimerHandle] | None = None
         self._armed_at = math.inf
         # The timer runs in an empty context of its own: it must not keep a
         # caller's context variables alive, and one context per loop is never
         # entered twice at once.
         self._context = contextvars.Context()
 
-    def add(self, deadline: float, scope: Any) -> list[Any]:
-        """Cancel *scope* at *deadline* (loop time); returns the entry for `remove`."""
+    def add(self, now: float, deadline: float, scope: Any) -> list[Any]:
+        """Cancel *scope* at *deadline* (loop time; it is *now*); returns the entry.
+
+        A deadline already reached cancels the scope at once, as anyio does for
+        a deadline that has passed when its scope is entered.
+        """
         entry = [deadline, next(self._seq), scope]
+        if deadline <= now:
+            entry[2] = None
+            _cancel(scope)
+            return entry
         heapq.heappush(self._heap, entry)
         self._live += 1
         if deadline < self._armed_at:
@@ -87,52 +104,69 @@ class DeadlineQueue:
         return self._live
 
     def _arm(self, deadline: float) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
+        old = self._handle() if self._handle is not None else None
+        if old is not None:
+            old.cancel()
+        loop = self._loop()
+        if loop is None:  # pragma: no cover - a loop that is gone runs no calls
+            return
         self._armed_at = deadline
-        self._handle = self._loop.call_at(deadline, self._fire, context=self._context)
+        handle = loop.call_at(deadline, self._fire, context=self._context)
+        self._handle = weakref.ref(handle)
 
     def _fire(self) -> None:
         self._handle = None
         self._armed_at = math.inf
-        heap = self._heap
-        now = self._loop.time()
+        loop = self._loop()
+        if loop is None:  # pragma: no cover - the loop runs this callback
+            return
+        now = loop.time()
         try:
-            while heap and (heap[0][2] is None or heap[0][0] <= now):
-                entry = heapq.heappop(heap)
+            # self._heap is read afresh each time: a cancel() that ran code which
+            # compacted the heap must not leave this loop on the old list.
+            while self._heap and (self._heap[0][2] is None or self._heap[0][0] <= now):
+                entry = heapq.heappop(self._heap)
                 scope = entry[2]
                 if scope is not None:
                     entry[2] = None
                     self._live -= 1
-                    scope.cancel()
+                    _cancel(scope)
         finally:
             # Even if a cancel() raised (it should not), the deadlines still
             # pending keep their timer.
-            if heap:
-                self._arm(heap[0][0])
+            if self._heap:
+                self._arm(self._heap[0][0])
 
 
-_queues: dict[asyncio.AbstractEventLoop, DeadlineQueue] = {}
-_queues_lock = threading.Lock()
+_takes_reason: dict[type, bool] = {}
+
+
+def _cancel(scope: Any) -> None:
+    """``scope.cancel()`` with anyio's deadline reason where the scope takes one."""
+    kind = type(scope)
+    takes = _takes_reason.get(kind)
+    if takes is None:
+        try:
+            takes = "reason" in inspect.signature(kind.cancel).parameters
+        except (TypeError, ValueError):  # pragma: no cover - no signature
+            takes = False
+        _takes_reason[kind] = takes
+    if takes:
+        scope.cancel(_REASON)
+    else:
+        scope.cancel()
+
+
+_queues: dict[int, DeadlineQueue] = {}
 
 
 def deadline_queue(loop: asyncio.AbstractEventLoop) -> DeadlineQueue:
-    """The queue of *loop* (created on first use; call it from the loop's thread)."""
-    queue = _queues.get(loop)
+    """The queue of *loop*, created on first use (call it from the loop's thread)."""
+    queue = _queues.get(id(loop))
     if queue is None:
-        queue = _new_queue(loop)
-    return queue
-
-
-def _new_queue(loop: asyncio.AbstractEventLoop) -> DeadlineQueue:
-    with _queues_lock:
-        # A closed loop runs nothing again: drop its queue (and its armed timer,
-        # which would keep the loop alive) whenever a new loop turns up.
-        for old in [old for old in _queues if old.is_closed()]:
-            stale = _queues.pop(old)
-            if stale._handle is not None:  # noqa: SLF001 - same module
-                stale._handle.cancel()  # noqa: SLF001
-        queue = _queues[loop] = DeadlineQueue(loop)
+        queue = _queues[id(loop)] = DeadlineQueue(loop)
+        # Dropped with the loop; the id cannot be reused before that.
+        weakref.finalize(loop, _queues.pop, id(loop), None)
     return queue
 
 

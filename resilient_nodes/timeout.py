@@ -355,11 +355,15 @@ def _async_timed(
             if _shared_timer:
                 # The loop's shared deadline timer instead of one timer per call
                 # (see resilient_nodes._timers for why).
+                # As with anyio's own deadline: fixed before the scope is entered,
+                # checked against the clock once inside (a deadline already past,
+                # however short the duration, cancels at once).
+                deadline = loop.time() + seconds
                 scope = factory()
                 with scope:
-                    scope._deadline = deadline = loop.time() + seconds  # noqa: SLF001
-                    queue = _deadline_queue.get(loop) or deadline_queue(loop)
-                    entry = queue.add(deadline, scope)
+                    scope._deadline = deadline  # noqa: SLF001
+                    queue = _deadline_queue.get(id(loop)) or deadline_queue(loop)
+                    entry = queue.add(loop.time(), deadline, scope)
                     try:
                         result = await fn(*args, **kwargs)
                     except Exception as exc:

@@ -9,7 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import gc
 import math
+import time
+import warnings
+import weakref
 from typing import Any
 
 import anyio
@@ -108,7 +112,8 @@ async def test_the_timer_keeps_no_caller_context() -> None:
     release = asyncio.Event()
     call = asyncio.create_task(with_timeout(release.wait, 30, name="ctx"))
     await asyncio.sleep(0)
-    handle = _queue()._handle
+    ref = _queue()._handle
+    handle = ref() if ref is not None else None
     assert handle is not None
     assert var not in handle._context  # type: ignore[attr-defined]
     release.set()
@@ -169,8 +174,9 @@ async def test_a_failing_cancel_does_not_lose_later_deadlines() -> None:
 
     queue = _timers.DeadlineQueue(loop)
     try:
-        queue.add(loop.time(), Broken())
-        queue.add(loop.time() + 0.01, Fine())
+        now = loop.time()
+        queue.add(now, now + 0.001, Broken())
+        queue.add(now, now + 0.01, Fine())
         await asyncio.sleep(0.05)
     finally:
         loop.set_exception_handler(None)
@@ -215,15 +221,55 @@ def test_scope_takes_deadline() -> None:
     assert not _timers.scope_takes_deadline(SlotNoProperty)
 
 
-def test_a_closed_loops_queue_is_dropped() -> None:
-    """A queue whose loop has closed goes when the next loop registers."""
+def test_a_loops_queue_goes_with_the_loop() -> None:
+    """Nothing here keeps a loop alive: its queue goes when the loop is garbage."""
 
-    async def one_call() -> asyncio.AbstractEventLoop:
+    async def one_call() -> None:
         await with_timeout(anyio.lowlevel.checkpoint, 5, name="loop")
-        return asyncio.get_running_loop()
 
-    first = asyncio.run(one_call())
-    assert first in _timers._queues
-    second = asyncio.run(one_call())
-    assert first not in _timers._queues
-    assert second in _timers._queues
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(one_call())
+    key = id(loop)
+    assert key in _timers._queues
+    ref = weakref.ref(loop)
+    with warnings.catch_warnings():
+        # Dropped without close(), as a careless caller would: the loop's own
+        # __del__ closes it and warns.
+        warnings.simplefilter("ignore", ResourceWarning)
+        del loop
+        gc.collect()
+    assert ref() is None
+    assert key not in _timers._queues
+
+
+@_ON_ASYNCIO
+@pytest.mark.anyio
+@pytest.mark.parametrize("seconds", [1e-300, 1e-9, 1e-6])
+async def test_a_deadline_past_on_entry_cancels_at_once(seconds: float) -> None:
+    """As with anyio's deadline: one already past inside the scope cancels at once."""
+
+    async def never_yields() -> str:
+        time.sleep(0.002)  # noqa: ASYNC251 - a body that never yields to the loop
+        return "value"
+
+    with pytest.raises(NodeTimeoutError):
+        await with_timeout(never_yields, seconds, name="tiny")
+    assert _queue().pending == 0
+
+
+@_ON_ASYNCIO
+@pytest.mark.anyio
+async def test_the_cancellation_gives_anyios_deadline_reason() -> None:
+    """The cancellation our timer delivers reads like anyio's own deadline's."""
+    seen: list[str] = []
+
+    async def watch() -> None:
+        try:
+            await anyio.sleep(10)
+        except asyncio.CancelledError as cancelled:
+            seen.append(str(cancelled))
+            raise
+
+    with pytest.raises(NodeTimeoutError):
+        await with_timeout(watch, 0.01, name="reason")
+    assert "deadline exceeded" in seen[0]
