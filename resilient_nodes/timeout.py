@@ -3,9 +3,7 @@
 Semantics, in one place:
 
 - **Ours vs. the caller's.** Each call gets its own ``anyio.CancelScope`` with a
-  deadline, and nothing but the deadline ever cancels it. (On asyncio the
-  deadlines of all calls share one loop timer, `resilient_nodes._timers`, instead
-  of one timer per scope; what cancels, and how, is still anyio's scope.) So the scope's
+  deadline, and nothing but the deadline ever cancels it. So the scope's
   ``cancel_called`` flag means exactly "our deadline fired", and only then is the
   outcome `NodeTimeoutError`. The caller's own cancellation (an outer cancel
   scope, a cancelled task, LangGraph cancelling a sibling) is the backend's
@@ -56,8 +54,6 @@ from . import _threads
 from ._callables import is_async_callable
 from ._control import is_control_flow
 from ._threads import MAX_ABANDONED_THREADS, AbandonedThreadLimitError
-from ._timers import _queues as _deadline_queue
-from ._timers import deadline_queue, scope_takes_deadline
 from .cancel import (
     CancelToken,
     CancelTokenLike,
@@ -142,16 +138,11 @@ _current_task: Final = asyncio.current_task
 _asyncio_scope: Callable[..., Any] | None = None
 
 
-_shared_timer = True  # set per process by _learn_asyncio_scope
-
-
 def _learn_asyncio_scope() -> Callable[..., Any]:
     """The cancel-scope factory anyio uses on asyncio, looked up once per process."""
-    global _asyncio_scope, _shared_timer  # noqa: PLW0603 - a cache filled on first use
-    factory: Callable[..., Any] = _backend().create_cancel_scope
-    _shared_timer = scope_takes_deadline(type(factory()))
-    _asyncio_scope = factory
-    return factory
+    global _asyncio_scope  # noqa: PLW0603 - a cache filled on first use
+    _asyncio_scope = _backend().create_cancel_scope
+    return _asyncio_scope
 
 
 async def _await(awaitable: Awaitable[T]) -> T:
@@ -349,36 +340,12 @@ def _async_timed(
         # (Inside an asyncio task, that is: with trio in guest mode an asyncio loop
         # runs too, but trio's callbacks run outside any asyncio task.)
         loop = _running_loop()
-        late: Exception | None = None
         if loop is not None and _current_task(loop) is not None:
-            factory = _asyncio_scope or _learn_asyncio_scope()
-            if _shared_timer:
-                # The loop's shared deadline timer instead of one timer per call
-                # (see resilient_nodes._timers for why).
-                # As with anyio's own deadline: fixed before the scope is entered,
-                # checked against the clock once inside (a deadline already past,
-                # however short the duration, cancels at once).
-                deadline = loop.time() + seconds
-                scope = factory()
-                with scope:
-                    scope._deadline = deadline  # noqa: SLF001
-                    queue = _deadline_queue.get(id(loop)) or deadline_queue(loop)
-                    entry = queue.add(loop.time(), deadline, scope)
-                    try:
-                        result = await fn(*args, **kwargs)
-                    except Exception as exc:
-                        if not scope.cancel_called:
-                            raise
-                        late = exc
-                    finally:
-                        queue.remove(entry)
-                if scope.cancel_called:
-                    await timed_out(late)
-                return result
-            scope = factory(deadline=loop.time() + seconds)
+            scope = (_asyncio_scope or _learn_asyncio_scope())(deadline=loop.time() + seconds)
         else:
             backend = _backend()
             scope = backend.create_cancel_scope(deadline=backend.current_time() + seconds)
+        late: Exception | None = None
         with scope:
             try:
                 result = await fn(*args, **kwargs)
