@@ -516,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     only = set(args.only or sections)
     out = args.out or (Path(tempfile.mkdtemp(prefix="rn-bench-")) if args.quick else RESULTS_DIR)
     out.mkdir(parents=True, exist_ok=True)
-    command = "python -m benchmarks " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = " ".join(["python -m benchmarks", *(sys.argv[1:] if argv is None else argv)])
     started = dt.datetime.now(dt.UTC)
     t0 = time.monotonic()
 
