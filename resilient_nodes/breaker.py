@@ -321,15 +321,14 @@ class _Rejection:
     at.
     """
 
-    __slots__ = ("_cache", "_failure_count", "_head", "_node", "_proto", "_tail")
+    __slots__ = ("_cache", "_fields", "_head", "_proto", "_tail")
 
     def __init__(self, node: str, failure_count: int) -> None:
         self._proto = NodeCircuitOpenError(
             failure_count=failure_count, recovery_time=0.0, node=node
         )
-        # The fields the constructor sets (all three are slots of the error).
-        self._node = self._proto.node
-        self._failure_count = self._proto.failure_count
+        # The instance dict the constructor fills; each rejection gets a copy.
+        self._fields = dict(self._proto.__dict__)
         text = format_message(
             ErrorCode.CIRCUIT_OPEN, node=node, failure_count=failure_count, recovery_time=_RT_MARK
         )
@@ -337,18 +336,19 @@ class _Rejection:
         self._head: str | None = head if mark else None
         self._tail = tail
         # (bucket start, bucket end, message) for the half millisecond of remaining
-        # time last rendered: one tuple, so threads swap it atomically.
+        # time last rendered: one tuple, so threads swap it atomically. A time
+        # strictly between the bounds prints the same.
         self._cache: tuple[float, float, str] = (1.0, 0.0, "")
 
     def error(self, remaining: float) -> NodeCircuitOpenError:
         """A fresh error for a call rejected *remaining* seconds before recovery."""
         cache = self._cache
-        if not cache[0] <= remaining < cache[1]:
+        if not cache[0] < remaining < cache[1]:
             cache = self._render(remaining)
         error = _new_open_error(NodeCircuitOpenError, cache[2])
-        error.failure_count = self._failure_count
-        error.node = self._node
-        error.recovery_time = remaining
+        fields = self._fields.copy()
+        fields["recovery_time"] = remaining
+        error.__dict__ = fields
         return error
 
     def _render(self, remaining: float) -> tuple[float, float, str]:
@@ -361,7 +361,12 @@ class _Rejection:
             # The rendering errors.format_message gives the recovery time.
             message = f"{self._head}{round(remaining, 3):g}{self._tail}"
         bucket = int(remaining * 2000.0)
-        cache = self._cache = (bucket / 2000.0, (bucket + 1) / 2000.0, message)
+        cache = (bucket / 2000.0, (bucket + 1) / 2000.0, message)
+        # Kept only for a time strictly inside its half millisecond: on a bucket
+        # edge (k/2000 exactly) the rounding to milliseconds can go either way,
+        # so an edge is rendered on its own, never shared.
+        if cache[0] < remaining < cache[1]:
+            self._cache = cache
         return cache
 
 

@@ -71,7 +71,11 @@ def _duration_problem(value: object, *, positive: bool = False) -> str | None:
         value = value.total_seconds()
     elif not isinstance(value, int | float) or isinstance(value, bool):
         return f"must be {_DURATION_TYPES}, got {_describe(value)}"
-    if not math.isfinite(value):
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return f"must be finite, got {_describe(value)}"
+    if not finite:
         return f"must be finite, got {value}"
     if positive and value <= 0:
         return f"must be > 0, got {value:g}"
@@ -132,7 +136,10 @@ def _seconds_field(value: Seconds) -> float:
 
 def _float_field(value: float) -> float:
     if isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # too large for a float: the validator says so
+            return value
     return value
 
 
@@ -151,6 +158,8 @@ def _integer(low: int, high: int) -> Callable[[object, attrs.Attribute[Any], obj
 def _number_problem(value: object, *, duration: bool) -> str | None:
     if duration:
         return _duration_problem(value)
+    if isinstance(value, int) and not isinstance(value, bool):  # left as is: too large
+        return f"must be finite, got {_describe(value)}"
     if not isinstance(value, float):
         return f"must be a number, got {_describe(value)}"
     if not math.isfinite(value):

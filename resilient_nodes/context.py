@@ -226,10 +226,14 @@ _current: ContextVar[ExecutionContext | _PendingContext | None] = ContextVar(
 )
 
 
-def _note_attempt(attempt: int) -> None:
-    """Tell the node call running now (if any) that attempt *attempt* starts."""
+def _note_attempt(attempt: int, node: str | None) -> None:
+    """Tell the call of node *node*, if it is the one running now, that attempt *attempt* starts.
+
+    Only the node's own retry layer (built with the node's name) counts: a retry
+    the impl runs inside an attempt is not an attempt of the node.
+    """
     context = _current.get()
-    if isinstance(context, _PendingContext):
+    if isinstance(context, _PendingContext) and context._name == node:  # noqa: SLF001
         context.attempt = attempt
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import pickle
+from types import MemberDescriptorType
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -156,14 +157,20 @@ class NodeExecutionError(Exception):
 def _error_attributes(error: BaseException) -> dict[str, Any]:
     """An error's own attributes: its instance dict and any slots that are set.
 
-    `NodeCircuitOpenError` keeps its fields in slots (see there), so ``vars()``
-    alone misses them.
+    Slots matter for a user's subclass that declares them (``vars()`` misses
+    those); the built-in exception classes' own members are left to them.
     """
     fields = dict(getattr(error, "__dict__", {}))
     for cls in type(error).__mro__:
-        for name in cls.__dict__.get("__slots__", ()):
-            if name not in fields and hasattr(error, name):
-                fields[name] = getattr(error, name)
+        if cls.__module__ == "builtins":
+            continue
+        for name, member in vars(cls).items():
+            # The descriptor's key is the name as stored (private names mangled).
+            if isinstance(member, MemberDescriptorType) and name not in fields:
+                try:
+                    fields[name] = member.__get__(error, cls)
+                except AttributeError:  # a slot never set
+                    continue
     return fields
 
 
@@ -245,10 +252,6 @@ class NodeCircuitOpenError(NodeExecutionError):
     """
 
     code = ErrorCode.CIRCUIT_OPEN
-    # Slots rather than the instance dict: rejections are the hot path of an open
-    # circuit, and creating and filling an exception's dict cost about as much as
-    # raising it. (The base classes keep their dict; `_error_attributes` lists both.)
-    __slots__ = ("failure_count", "node", "recovery_time")
 
     def __init__(
         self,

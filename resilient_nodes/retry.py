@@ -506,7 +506,7 @@ class _Retrier:
                 wait = 0.0 if _hooks.sync_sleep else delay
                 sleep_unless_cancelled(wait, cancel_token, name=self.name)
             rs.prepare_for_next_attempt()
-            _note_attempt(rs.attempt_number)
+            _note_attempt(rs.attempt_number, self.name)
             token = None
             if outer is not None:
                 context = outer.with_attempt(rs.attempt_number)
@@ -550,7 +550,7 @@ class _Retrier:
                 raise self.stopped_early(rs, error) from error
             await (_hooks.async_sleep or anyio.sleep)(delay)
             rs.prepare_for_next_attempt()
-            _note_attempt(rs.attempt_number)
+            _note_attempt(rs.attempt_number, self.name)
             token = None
             if outer is not None:
                 context = outer.with_attempt(rs.attempt_number)

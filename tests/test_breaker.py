@@ -6,6 +6,7 @@ import abc
 import contextlib
 import functools
 import inspect
+import math
 import pickle
 import threading
 import traceback
@@ -23,6 +24,7 @@ from resilient_nodes.breaker import (
     BreakerState,
     BreakerStatus,
     NodeCircuitBreaker,
+    _Rejection,
     counts_as_failure,
     wrap_breaker,
 )
@@ -159,8 +161,8 @@ def test_rejection_error_is_the_real_error() -> None:
         assert type(error) is NodeCircuitOpenError
         assert error.args == reference.args
         assert _error_attributes(error) == _error_attributes(reference)
-        assert set(_error_attributes(error)) == {"failure_count", "node", "recovery_time"}
-        assert error.__dict__ == {}  # the fields live in slots: no dict per rejection
+        assert vars(error) == vars(reference)
+        assert set(vars(error)) == {"failure_count", "node", "recovery_time"}
         clone = pickle.loads(pickle.dumps(error))
         assert _error_attributes(clone) == _error_attributes(error)
         assert str(clone) == str(reference)
@@ -833,3 +835,39 @@ def test_rejection_with_a_template_lacking_the_recovery_time(
         breaker.admit()
     assert str(caught.value) == "node node is open (1)"
     assert caught.value.recovery_time > 0
+
+
+def test_rejection_messages_match_the_constructor_at_every_edge() -> None:
+    """The memoised message never disagrees with the error's own rendering.
+
+    Half-millisecond edges (k/2000) are where rounding to milliseconds can go
+    either way; each edge, its float neighbours and a point inside each bucket
+    are rendered in rising order, so the memo is always primed by a neighbour.
+    """
+    rejection = _Rejection("node", 2)
+    checked = 0
+    for k in [*range(4_001), *range(119_990, 120_010)]:
+        edge = k / 2000.0
+        for remaining in (
+            math.nextafter(edge, 0.0),
+            edge,
+            math.nextafter(edge, math.inf),
+            edge + 0.00025,
+        ):
+            if remaining <= 0.0:
+                continue
+            direct = NodeCircuitOpenError(failure_count=2, recovery_time=remaining, node="node")
+            assert rejection.error(remaining).args == direct.args, remaining
+            checked += 1
+    assert checked > 16_000
+
+
+def test_circuit_open_error_mixes_with_os_errors() -> None:
+    """Users can derive from NodeCircuitOpenError and an OSError-family class."""
+
+    class CircuitDownError(NodeCircuitOpenError, ConnectionError):
+        pass
+
+    error = CircuitDownError(failure_count=3, recovery_time=1.5, node="n")
+    assert isinstance(error, ConnectionError)
+    assert (error.failure_count, error.recovery_time, error.node) == (3, 1.5, "n")

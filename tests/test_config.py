@@ -94,6 +94,10 @@ def test_timedelta_accepted_and_normalised() -> None:
         ({"backoff": float("nan")}, "retry.backoff: must be finite, got nan"),
         ({"backoff": float("inf")}, "retry.backoff: must be finite, got inf"),
         (
+            {"backoff": 10**400},
+            "retry.backoff: must be finite, got 1" + "0" * 76 + "... (int)",
+        ),
+        (
             {"backoff": "1s"},
             "retry.backoff: must be a duration in seconds (int, float or timedelta), got '1s' (str)",
         ),
@@ -108,6 +112,10 @@ def test_timedelta_accepted_and_normalised() -> None:
         ({"multiplier": "2"}, "retry.multiplier: must be a number, got '2' (str)"),
         ({"multiplier": True}, "retry.multiplier: must be a number, got True (bool)"),
         ({"multiplier": float("nan")}, "retry.multiplier: must be finite, got nan"),
+        (
+            {"multiplier": 10**400},
+            "retry.multiplier: must be finite, got 1" + "0" * 76 + "... (int)",
+        ),
         ({"jitter": 1.5}, "retry.jitter: must be <= 1, got 1.5"),
         ({"jitter": -0.1}, "retry.jitter: must be >= 0, got -0.1"),
         ({"max_retry_after": -1}, "retry.max_retry_after: must be >= 0, got -1"),

@@ -243,3 +243,37 @@ def test_error_crosses_a_process_boundary() -> None:
     assert caught.value.attempts == 4
     assert caught.value.node == "worker"
     assert isinstance(caught.value.last_error, ConnectionError)
+
+
+class _TupleSlotsError(NodeCircuitOpenError):
+    __slots__ = ("tag",)
+
+
+class _StringSlotError(NodeCircuitOpenError):
+    __slots__ = "tag"  # noqa: PLC0205 - the spelling under test
+
+
+class _PrivateSlotError(NodeExecutionError):
+    __slots__ = ("__secret",)
+
+    def __init__(self, secret: str) -> None:
+        super().__init__("m")
+        self.__secret = secret
+
+    def secret(self) -> str:
+        return self.__secret
+
+
+@pytest.mark.parametrize("cls", [_TupleSlotsError, _StringSlotError])
+def test_a_subclass_with_slots_keeps_them_through_pickle(cls: type[NodeCircuitOpenError]) -> None:
+    """A user's slotted subclass pickles its slots, however __slots__ is spelled."""
+    error = cls(failure_count=1, recovery_time=1.0, node="n")
+    error.tag = "T"  # type: ignore[attr-defined]
+    copy = pickle.loads(pickle.dumps(error))
+    assert copy.tag == "T"
+    assert (copy.failure_count, copy.node) == (1, "n")
+
+
+def test_a_private_slot_survives_pickle() -> None:
+    """A name-mangled slot is read and restored under its stored name."""
+    assert pickle.loads(pickle.dumps(_PrivateSlotError("S"))).secret() == "S"

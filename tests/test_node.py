@@ -145,6 +145,31 @@ def test_exhausted_retries_record_attempts() -> None:
     assert record["attempts"] == 4
 
 
+@pytest.mark.parametrize("fails_on", [1, 2])
+def test_a_retry_inside_the_impl_is_not_an_attempt_of_the_node(fails_on: int) -> None:
+    """Only the node's own retry layer counts attempts, on its first attempt too."""
+    calls = {"inner": 0, "node": 0}
+
+    def flaky() -> None:
+        calls["inner"] += 1
+        if calls["inner"] % 3:
+            raise ConnectionError("inner blip")
+
+    inner = Policy.retry(attempts=3).wrap(flaky, name="inner_call")
+
+    def impl(state: dict[str, Any]) -> dict[str, Any]:
+        calls["node"] += 1
+        inner()  # three tries of its own
+        if calls["node"] == fails_on:
+            raise ValueError("bad output")
+        raise ConnectionError("node blip")
+
+    with no_backoff():
+        update = create_node(impl, name="outer", policy=Policy.retry(attempts=3))({})
+    (record,) = update["errors"]
+    assert record["attempts"] == fails_on
+
+
 def test_capture_off_propagates_the_original() -> None:
     """With capture_errors=False the original exception propagates unchanged."""
     boom = RuntimeError("boom")
