@@ -170,6 +170,26 @@ def test_a_retry_inside_the_impl_is_not_an_attempt_of_the_node(fails_on: int) ->
     assert record["attempts"] == fails_on
 
 
+@pytest.mark.anyio
+async def test_a_total_timeout_logs_the_attempt_it_cut_short() -> None:
+    """timeout | retry: node.timed_out names the attempt that was running, like the record."""
+    calls = {"n": 0}
+
+    async def impl(state: dict[str, Any]) -> dict[str, Any]:
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise ConnectionError("blip")
+        await anyio.sleep(10)
+        return {}
+
+    node = create_node(impl, name="slow", policy=Policy.timeout(0.05) | Policy.retry(attempts=3))
+    with no_backoff(), capture_logs() as logs:
+        update = await node({})
+    (timed_out,) = [e for e in logs if e["event"] == "node.timed_out"]
+    assert timed_out["attempt"] == 3
+    assert update["errors"][0]["attempts"] == 3
+
+
 def test_capture_off_propagates_the_original() -> None:
     """With capture_errors=False the original exception propagates unchanged."""
     boom = RuntimeError("boom")
