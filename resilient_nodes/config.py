@@ -89,8 +89,9 @@ def _checked_duration(
 ) -> float:
     """*value* in seconds, or *default* after adding its problem to *problems*.
 
-    For validators that collect every problem of a mapping before raising one
-    `ConfigError` (chaos settings, Redis storage options).
+    The one check-and-convert of a duration: `to_seconds` raises what it
+    collects, and the chaos and Redis storage options collect every problem of
+    their mapping before raising one `ConfigError`.
     """
     problem = _duration_problem(value, positive=positive)
     if problem is not None:
@@ -115,12 +116,11 @@ def to_seconds(value: object, /, *, name: str = "seconds") -> float:
         ConfigError: If the value is not a finite, non-negative duration (a bool
             is not a number here).
     """
-    problem = _duration_problem(value)
-    if problem is not None:
-        raise ConfigError([(name, problem)])
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    return float(value)  # type: ignore[arg-type]
+    problems: list[tuple[str, str]] = []
+    seconds = _checked_duration(value, name, problems, positive=False, default=0.0)
+    if problems:
+        raise ConfigError(problems)
+    return seconds
 
 
 # attrs converters cannot name the field they convert (not in a form the mypy
