@@ -238,10 +238,17 @@ def _note_attempt(attempt: int, node: str | None) -> None:
 
 
 def current_context() -> ExecutionContext | None:
-    """The context of the node call running now, or None outside any node."""
+    """The context of the node call running now, or None outside any node.
+
+    Its ``attempt`` is the attempt running now, also outside the retry layer
+    (in a timeout around the retry, or its ``on_timeout``): the node call's own
+    context is built once, and the call counts the attempts the retry started.
+    """
     context = _current.get()
     if isinstance(context, _PendingContext):
-        return context.resolve()
+        built = context.resolve()
+        attempt = context.attempt
+        return built if built.attempt == attempt else built.with_attempt(attempt)
     return context
 
 

@@ -65,7 +65,7 @@ from .cancel import (
     token_reason,
 )
 from .config import Seconds, TimeoutConfig
-from .context import _current, _PendingContext, current_context
+from .context import current_context
 from .errors import NodeCancellationError, NodeTimeoutError, _safe_str
 from .logging import NODE_TIMED_OUT, emit, get_logger
 from .sanitize import redact_secrets
@@ -299,16 +299,13 @@ class _Layer:
         if context is None:
             emit(self.log.warning, NODE_TIMED_OUT, timeout=self.seconds)
         else:
-            # Outside the retry layer the context is the node call's own, built
-            # once (attempt 1); the call counts the attempts the retry started.
-            raw = _current.get()
             emit(
                 self.log.warning,
                 NODE_TIMED_OUT,
                 timeout=self.seconds,
                 trace_id=context.trace_id,
                 graph_execution_id=context.graph_execution_id,
-                attempt=raw.attempt if isinstance(raw, _PendingContext) else context.attempt,
+                attempt=context.attempt,
             )
         return error
 

@@ -182,11 +182,20 @@ async def test_a_total_timeout_logs_the_attempt_it_cut_short() -> None:
         await anyio.sleep(10)
         return {}
 
-    node = create_node(impl, name="slow", policy=Policy.timeout(0.05) | Policy.retry(attempts=3))
+    seen: list[int] = []
+
+    def on_timeout() -> None:
+        context = current_context()
+        assert context is not None
+        seen.append(context.attempt)
+
+    policy = Policy.timeout(0.05, on_timeout=on_timeout) | Policy.retry(attempts=3)
+    node = create_node(impl, name="slow", policy=policy)
     with no_backoff(), capture_logs() as logs:
         update = await node({})
     (timed_out,) = [e for e in logs if e["event"] == "node.timed_out"]
     assert timed_out["attempt"] == 3
+    assert seen == [3]  # current_context() outside the retry layer, too
     assert update["errors"][0]["attempts"] == 3
 
 
