@@ -104,6 +104,16 @@ def full_policy(*, zero_backoff: bool = False) -> Policy:
     return retry_layer | Policy.breaker() | Policy.timeout(30)
 
 
+def under_asyncio_timeout(fn: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
+    """``fn`` under ``asyncio.timeout(30)``: the standard library's deadline, as a yardstick."""
+
+    async def timed(x: Any) -> Any:
+        async with asyncio.timeout(30):
+            return await fn(x)
+
+    return timed
+
+
 def naive_stack(
     fn: Callable[[Any], Awaitable[Any]], *, zero_wait: bool = False
 ) -> Callable[[Any], Awaitable[Any]]:

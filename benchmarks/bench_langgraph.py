@@ -4,13 +4,12 @@ The floor is the plain graph (the node is ``impl`` itself), timed just before an
 after every variant. Variants: our full node; our node with no policy; the naive
 stack around ``impl``; LangGraph's own ``retry_policy=RetryPolicy()`` and
 ``timeout=30``; and, for reference, ``impl`` under ``asyncio.timeout(30)`` alone
-(the cheapest deadline the standard library has). Do not stack LangGraph's RetryPolicy on our node: the attempts
-would multiply.
+(the cheapest deadline the standard library has). Do not stack LangGraph's
+RetryPolicy on our node: the attempts would multiply.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
@@ -18,7 +17,7 @@ from langgraph.types import RetryPolicy
 
 from resilient_nodes import Policy, create_node
 
-from ._common import full_policy, impl, naive_stack
+from ._common import full_policy, impl, naive_stack, under_asyncio_timeout
 from ._timing import Case, call_loop
 
 SECTION = "langgraph"
@@ -34,11 +33,6 @@ def _graph(node: Any, **options: Any) -> Any:
     builder.add_edge(START, "n")
     builder.add_edge("n", END)
     return builder.compile()
-
-
-async def _impl_asyncio_timeout(state: Any) -> Any:
-    async with asyncio.timeout(30):
-        return await impl(state)
 
 
 def _invoke_loop(graph: Any) -> Any:
@@ -74,6 +68,6 @@ def cases() -> list[Case]:
         Case(
             "lg_asyncio_timeout",
             "`asyncio.timeout(30)` around `impl` in the graph (reference)",
-            _invoke_loop(_graph(_impl_asyncio_timeout)),
+            _invoke_loop(_graph(under_asyncio_timeout(impl))),
         ),
     ]

@@ -36,11 +36,6 @@ async def _impl(state: dict[str, Any]) -> dict[str, Any]:
     return {"value": state["value"] + 1}
 
 
-async def _asyncio_timeout(state: dict[str, Any]) -> dict[str, Any]:
-    async with asyncio.timeout(30):
-        return await _impl(state)
-
-
 def _node() -> Any:
     from resilient_nodes import create_node
 
@@ -65,10 +60,10 @@ async def _child(mode: str, n: int, rounds: int) -> dict[str, Any]:
     configure_logging()
     node = _node()
     if mode == "wall":
-        variants = [("bare", _impl), ("node", node), ("timeout_ref", _asyncio_timeout)]
-        if n <= NAIVE_MAX:
-            from ._common import naive_stack
+        from ._common import naive_stack, under_asyncio_timeout
 
+        variants = [("bare", _impl), ("node", node), ("timeout_ref", under_asyncio_timeout(_impl))]
+        if n <= NAIVE_MAX:
             variants.append(("naive", naive_stack(_impl)))
         for _, call in variants:
             await _run(call, 200)

@@ -17,7 +17,7 @@ import anyio
 from resilient_nodes import Policy
 from resilient_nodes.errors import NodeTimeoutError
 
-from ._common import Flaky, by_hand, f
+from ._common import Flaky, by_hand, f, under_asyncio_timeout
 from ._timing import Case, Loop, call_loop, percentile
 
 SECTION = "timeout"
@@ -67,12 +67,6 @@ def failure_cases() -> list[Case]:
         with anyio.fail_after(30):
             return await fa_flaky(x)
 
-    aio_flaky = Flaky()
-
-    async def aio(x: object) -> object:
-        async with asyncio.timeout(30):
-            return await aio_flaky(x)
-
     return [
         Case(
             "fail_timeout_ours",
@@ -88,7 +82,7 @@ def failure_cases() -> list[Case]:
         Case(
             "fail_timeout_asyncio",
             "`asyncio.timeout(30)` (caller retries by hand)",
-            call_loop(by_hand(aio)),
+            call_loop(by_hand(under_asyncio_timeout(Flaky()))),
         ),
     ]
 
