@@ -15,7 +15,7 @@ import time
 import pybreaker
 
 from resilient_nodes import Policy
-from resilient_nodes.breaker import NodeCircuitBreaker, wrap_breaker
+from resilient_nodes._breaker import NodeCircuitBreaker, wrap_breaker
 from resilient_nodes.errors import NodeCircuitOpenError
 
 from ._common import Flaky, by_hand, f

@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from redis_fixtures import RedisServer
 
-from resilient_nodes.breaker import NodeCircuitBreaker, wrap_breaker
-from resilient_nodes.redis_storage import RedisBreakerStorage
+from resilient_nodes._breaker import NodeCircuitBreaker, wrap_breaker
+from resilient_nodes._redis_storage import RedisBreakerStorage
 
 CALLS = 2_000
 REPEATS = 5

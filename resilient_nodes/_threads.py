@@ -20,17 +20,16 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
-from . import cancel as _cancel
+from . import _tokens
 from ._deadline import sync_deadline_scope
-from .errors import NodeExecutionError
-from .logging import emit, get_logger
+from ._logging import LogEvent, emit, get_logger
+from .errors import AbandonedThreadLimitError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = [
     "MAX_ABANDONED_THREADS",
-    "AbandonedThreadLimitError",
     "Job",
     "Outcome",
     "abandoned_threads",
@@ -42,31 +41,9 @@ T = TypeVar("T")
 MAX_ABANDONED_THREADS: Final = 32
 """How many abandoned worker threads may be running at once (see module docs)."""
 
-THREAD_ABANDONED: Final = "node.thread_abandoned"
-ABANDONED_THREAD_FINISHED: Final = "node.abandoned_thread_finished"
-THREAD_LIMIT_REACHED: Final = "node.thread_limit_reached"
 
 _lock = threading.Lock()
 _abandoned = 0
-
-
-class AbandonedThreadLimitError(NodeExecutionError, RuntimeError):
-    """Too many abandoned worker threads are still running to start another.
-
-    Raised before the function is called. Not retryable: retrying would be
-    refused the same way until the stuck threads finish.
-
-    Attributes:
-        limit: The limit that was reached.
-    """
-
-    def __init__(self, limit: int, /, *, node: str | None = None) -> None:
-        self.limit = limit
-        super().__init__(
-            f"node {node or '<unnamed>'}: {limit} abandoned worker threads are still "
-            "running; refusing to start another sync call under a timeout or cancel token",
-            node=node,
-        )
 
 
 def abandoned_threads() -> int:
@@ -74,9 +51,9 @@ def abandoned_threads() -> int:
     return _abandoned
 
 
-def _admit(name: str | None, logger: Any) -> None:
+def admit(name: str | None, logger: Any) -> None:
     if _abandoned >= MAX_ABANDONED_THREADS:
-        emit(logger.error, THREAD_LIMIT_REACHED, limit=MAX_ABANDONED_THREADS)
+        emit(logger.error, LogEvent.NODE_THREAD_LIMIT_REACHED, limit=MAX_ABANDONED_THREADS)
         raise AbandonedThreadLimitError(MAX_ABANDONED_THREADS, node=name)
 
 
@@ -123,7 +100,7 @@ class Job(Generic[T]):
         if late:
             emit(
                 self.logger.info,
-                ABANDONED_THREAD_FINISHED,
+                LogEvent.NODE_ABANDONED_THREAD_FINISHED,
                 error=None if self._error is None else type(self._error).__name__,
             )
 
@@ -140,7 +117,7 @@ class Job(Generic[T]):
                 return False
             self.abandoned = True
             _abandoned += 1
-        emit(self.logger.warning, THREAD_ABANDONED, abandoned_threads=_abandoned)
+        emit(self.logger.warning, LogEvent.NODE_THREAD_ABANDONED, abandoned_threads=_abandoned)
         return True
 
     def value(self) -> T:
@@ -168,12 +145,12 @@ class Outcome(Generic[T]):
 def _wait(
     job: Job[Any],
     deadline: float | None,
-    token: _cancel.CancelTokenLike | None,
+    token: _tokens.CancelTokenLike | None,
     poll: float | None,
 ) -> bool:
     """Wait for *job*; False once the deadline passes or the token is set."""
     while True:
-        if token is not None and _cancel.is_token_cancelled(token):
+        if token is not None and _tokens.is_token_cancelled(token):
             return False
         wait = None if deadline is None else deadline - time.monotonic()
         if wait is not None and wait <= 0:
@@ -190,7 +167,7 @@ def run(
     fn: Callable[[], T],
     *,
     timeout: float | None,
-    token: _cancel.CancelTokenLike | None,
+    token: _tokens.CancelTokenLike | None,
     name: str | None,
     logger: Any = None,
 ) -> Outcome[T]:
@@ -212,7 +189,7 @@ def run(
     """
     if logger is None:
         logger = get_logger(node=name)
-    _admit(name, logger)
+    admit(name, logger)
     deadline = None if timeout is None else time.monotonic() + timeout
     job: Job[T] = Job(logger)
     context = contextvars.copy_context()
@@ -223,12 +200,12 @@ def run(
         daemon=True,
     )
     thread.start()
-    key: int | None = None
+    remove: Callable[[], None] | None = None
     poll: float | None = None
-    if isinstance(token, _cancel.CancelToken):
-        key = token._subscribe(job.done.set)  # noqa: SLF001
+    if isinstance(token, _tokens.CancelToken):
+        remove = token.on_cancel(job.done.set)
     elif token is not None:
-        poll = _cancel.POLL_INTERVAL
+        poll = _tokens.POLL_INTERVAL
     try:
         if _wait(job, deadline, token, poll):
             return Outcome(job, finished=True)
@@ -238,6 +215,6 @@ def run(
         job.abandon()
         raise
     finally:
-        if isinstance(token, _cancel.CancelToken):
-            token._unsubscribe(key)  # noqa: SLF001
+        if remove is not None:
+            remove()
     return Outcome(job, finished=not job.abandon())

@@ -68,23 +68,17 @@ import anyio
 import attrs
 import structlog
 
-from .breaker import BreakerState
-from .context import current_context
-from .errors import ErrorCode
-from .logging import (
-    BREAKER_STATE_CHANGED,
-    NODE_FAILED,
-    NODE_RETRY_SCHEDULED,
-    NODE_STARTED,
-    NODE_SUCCEEDED,
-    NODE_TIMED_OUT,
-)
-from .node import AsyncNode, create_node
-from .policy import Policy
-from .state import (
+from resilient_nodes import (
+    AsyncNode,
+    BreakerState,
+    ErrorCode,
     GraphState,
+    LogEvent,
+    Policy,
     add_evidence_refs,
     create_blocked_update,
+    create_node,
+    current_context,
     merge_state_updates,
     update_artifact_paths,
     update_gate_decisions,
@@ -767,15 +761,15 @@ class _Recorder:
         """Turn one library event into records and display output."""
         name = event.get("event")
         node = str(event.get("node", ""))
-        if name == NODE_STARTED:
+        if name == LogEvent.NODE_STARTED:
             self.display.status(
                 f"{self.elapsed():6.2f}s  story {self._story_number}/{self._stories}  "
                 f"{self.story_id}  {node}..."
             )
-        elif name in (NODE_SUCCEEDED, NODE_FAILED):
+        elif name in (LogEvent.NODE_SUCCEEDED, LogEvent.NODE_FAILED):
             seconds = float(event.get("duration_ms", 0.0)) / 1000
-            self.finished.append((self.story_id, node, name == NODE_SUCCEEDED, seconds))
-            if name == NODE_FAILED:
+            self.finished.append((self.story_id, node, name == LogEvent.NODE_SUCCEEDED, seconds))
+            if name == LogEvent.NODE_FAILED:
                 error_type = event.get("error_type")
                 if error_type == "NodeCircuitOpenError":
                     text = "breaker open: rejected without calling the service"
@@ -784,7 +778,7 @@ class _Recorder:
                     plural = "" if attempts == 1 else "s"
                     text = f"failed after {attempts} attempt{plural}: {error_type}"
                 self.emit(node, name, text)
-        elif name == NODE_RETRY_SCHEDULED:
+        elif name == LogEvent.NODE_RETRY_SCHEDULED:
             attempt = int(event.get("attempt", 0))
             delay = float(event.get("delay", 0.0))
             error_type = str(event.get("error_type", ""))
@@ -795,10 +789,10 @@ class _Recorder:
                 f"{self.elapsed():6.2f}s  story {self._story_number}/{self._stories}  "
                 f"{self.story_id}  {node} waiting {delay:.2f}s before attempt {attempt + 1}"
             )
-        elif name == NODE_TIMED_OUT:
+        elif name == LogEvent.NODE_TIMED_OUT:
             self.timeouts[node] += 1
             self.emit(node, name, f"attempt cut off by its {event.get('timeout')}s timeout")
-        elif name == BREAKER_STATE_CHANGED:
+        elif name == LogEvent.BREAKER_STATE_CHANGED:
             old, new = event.get("old_state"), str(event.get("new_state"))
             failures = int(event.get("failure_count", 0))
             self.transitions.append(

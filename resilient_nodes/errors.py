@@ -1,15 +1,19 @@
 """The node error taxonomy.
 
-Every error this library raises on purpose derives from one root::
+Every error this library raises on purpose derives from one root, and each leaf
+also subclasses the builtin it resembles::
 
     Exception
-    └── NodeExecutionError                  .code: ErrorCode
-        ├── NodeTimeoutError (TimeoutError)  .timeout
-        ├── NodeCancellationError            .reason
-        ├── NodeCircuitOpenError             .failure_count, .recovery_time
-        ├── NodeRetryExhaustedError          .attempts, .last_error (also __cause__)
-        ├── NodeValidationError (ValueError) .node
-        └── ConfigError (ValueError)         .problems
+    └── NodeExecutionError                        .code: ErrorCode, .node
+        ├── NodeTimeoutError (TimeoutError)        .timeout
+        ├── NodeCancellationError                  .reason
+        ├── NodeCircuitOpenError                   .failure_count, .recovery_time
+        ├── NodeRetryExhaustedError                .attempts, .last_error (= __cause__)
+        ├── NodeValidationError (ValueError)       .detail
+        │   └── StateValidationError               .problems
+        ├── ConfigError (ValueError)               .problems
+        ├── AbandonedThreadLimitError (RuntimeError)  .limit
+        └── ChaosHangError (TimeoutError)          (injected by Policy.chaos)
 
 The message of each error is built from a template per code
 (`MESSAGE_TEMPLATES`), so logs and recorded state read the same everywhere.
@@ -24,11 +28,15 @@ import pickle
 from types import MemberDescriptorType
 from typing import TYPE_CHECKING, Any, Final
 
+from ._text import safe_text
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
 __all__ = [
     "MESSAGE_TEMPLATES",
+    "AbandonedThreadLimitError",
+    "ChaosHangError",
     "ConfigError",
     "ErrorCode",
     "NodeCancellationError",
@@ -37,7 +45,7 @@ __all__ = [
     "NodeRetryExhaustedError",
     "NodeTimeoutError",
     "NodeValidationError",
-    "format_message",
+    "StateValidationError",
 ]
 
 
@@ -72,7 +80,7 @@ class _SafeDict(dict[str, Any]):
         return f"<{key}?>"
 
 
-def format_message(code: ErrorCode, /, **fields: Any) -> str:
+def _format_message(code: ErrorCode, /, **fields: Any) -> str:
     """Render the message template for *code*.
 
     Building an error message must never fail on the error path: a missing
@@ -95,21 +103,7 @@ def format_message(code: ErrorCode, /, **fields: Any) -> str:
 def _render(value: object) -> str:
     if isinstance(value, float):
         return f"{value:g}"
-    return _safe_str(value)
-
-
-def _safe_str(value: object, limit: int = 500) -> str:
-    """``str(value)`` that never raises and never returns megabytes."""
-    try:
-        text = str(value)
-    except Exception:
-        try:
-            text = f"<{type(value).__name__} with unprintable message>"
-        except Exception:  # pragma: no cover - type() and __name__ cannot really fail
-            text = "<unprintable>"
-    if len(text) > limit:
-        text = text[:limit] + f"... [{len(text) - limit} more chars]"
-    return text
+    return safe_text(value)
 
 
 class NodeExecutionError(Exception):
@@ -134,7 +128,7 @@ class NodeExecutionError(Exception):
             self.code = code
         self.node = node
         if message is None:
-            message = format_message(self.code, node=node or "<unnamed>", detail="unknown error")
+            message = _format_message(self.code, node=node or "<unnamed>", detail="unknown error")
         super().__init__(message)
 
     @property
@@ -180,7 +174,7 @@ def _picklable(value: object) -> object:
     try:
         pickle.dumps(value)
     except Exception:
-        return NodeExecutionError(f"{type(value).__name__}: {_safe_str(value)}")
+        return NodeExecutionError(f"{type(value).__name__}: {safe_text(value)}")
     return value
 
 
@@ -209,7 +203,7 @@ class NodeTimeoutError(NodeExecutionError, TimeoutError):
     ) -> None:
         self.timeout = float(timeout)
         super().__init__(
-            message or format_message(self.code, node=node or "<unnamed>", timeout=self.timeout),
+            message or _format_message(self.code, node=node or "<unnamed>", timeout=self.timeout),
             node=node,
         )
 
@@ -237,7 +231,7 @@ class NodeCancellationError(NodeExecutionError):
     ) -> None:
         self.reason = reason
         super().__init__(
-            message or format_message(self.code, node=node or "<unnamed>", reason=reason),
+            message or _format_message(self.code, node=node or "<unnamed>", reason=reason),
             node=node,
         )
 
@@ -265,7 +259,7 @@ class NodeCircuitOpenError(NodeExecutionError):
         self.recovery_time = max(0.0, float(recovery_time))
         super().__init__(
             message
-            or format_message(
+            or _format_message(
                 self.code,
                 node=node or "<unnamed>",
                 failure_count=self.failure_count,
@@ -301,11 +295,11 @@ class NodeRetryExhaustedError(NodeExecutionError):
         self.last_error = last_error
         super().__init__(
             message
-            or format_message(
+            or _format_message(
                 self.code,
                 node=node or "<unnamed>",
                 attempts=self.attempts,
-                last_error=f"{type(last_error).__name__}: {_safe_str(last_error)}",
+                last_error=f"{type(last_error).__name__}: {safe_text(last_error)}",
             ),
             node=node,
         )
@@ -319,7 +313,7 @@ class NodeValidationError(NodeExecutionError, ValueError):
     def __init__(self, detail: str, /, *, node: str | None = None) -> None:
         self.detail = detail
         super().__init__(
-            format_message(self.code, node=node or "<unnamed>", detail=detail), node=node
+            _format_message(self.code, node=node or "<unnamed>", detail=detail), node=node
         )
 
 
@@ -356,3 +350,50 @@ def _join_path(prefix: str, path: str) -> str:
     if path.startswith("["):
         return prefix + path
     return f"{prefix}.{path}"
+
+
+class StateValidationError(NodeValidationError):
+    """A state update or record is malformed.
+
+    The message lists every problem as ``path: what is wrong``, one per line.
+    Being a `NodeValidationError`, it is also a ``ValueError`` and is
+    classified as a non-retryable validation failure.
+
+    Attributes:
+        problems: ``(path, message)`` pairs, in the order they were found.
+    """
+
+    def __init__(self, problems: Iterable[tuple[str, str]], /) -> None:
+        self.problems: tuple[tuple[str, str], ...] = tuple(problems)
+        self.detail = "\n".join(f"{path}: {msg}" if path else msg for path, msg in self.problems)
+        # Skip NodeValidationError's "node X failed validation" template: these
+        # errors are about an update, raised before any node is involved.
+        NodeExecutionError.__init__(self, self.detail or "invalid state update")
+
+
+class AbandonedThreadLimitError(NodeExecutionError, RuntimeError):
+    """Too many abandoned worker threads are still running to start another.
+
+    Raised before the function is called. Not retryable: retrying would be
+    refused the same way until the stuck threads finish.
+
+    Attributes:
+        limit: The limit that was reached.
+    """
+
+    def __init__(self, limit: int, /, *, node: str | None = None) -> None:
+        self.limit = limit
+        super().__init__(
+            f"node {node or '<unnamed>'}: {limit} abandoned worker threads are still "
+            "running; refusing to start another sync call under a timeout or cancel token",
+            node=node,
+        )
+
+
+class ChaosHangError(NodeExecutionError, TimeoutError):
+    """A sync call that `Policy.chaos` made hang gave up, as a stalled read would.
+
+    Classified like a timeout: retryable, and counted by a breaker.
+    """
+
+    code = ErrorCode.NODE_TIMEOUT

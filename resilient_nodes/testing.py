@@ -33,7 +33,7 @@ consulted when a retry is about to sleep, so they cost nothing on the success pa
 Do not flip them from tests that run in parallel threads of one process.
 
 For fault injection into your own graphs, see `Policy.chaos` (documented in
-`resilient_nodes.chaos`); its config and hang error are re-exported here.
+`resilient_nodes._chaos`); its config and hang error are re-exported here.
 """
 
 from __future__ import annotations
@@ -44,16 +44,12 @@ from typing import TYPE_CHECKING
 
 import anyio.lowlevel
 
-from .chaos import CHAOS_INJECTED, ChaosConfig, ChaosHangError
-from .retry import _hooks
+from ._switches import switches
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
 __all__ = [
-    "CHAOS_INJECTED",
-    "ChaosConfig",
-    "ChaosHangError",
     "no_backoff",
     "record_sleeps",
     "seed_jitter",
@@ -71,12 +67,12 @@ def no_backoff() -> Iterator[None]:
     Yields:
         None.
     """
-    previous = _hooks.zero_backoff
-    _hooks.zero_backoff = True
+    previous = switches.zero_backoff
+    switches.zero_backoff = True
     try:
         yield
     finally:
-        _hooks.zero_backoff = previous
+        switches.zero_backoff = previous
 
 
 @contextmanager
@@ -100,15 +96,15 @@ def use_sleep(
     Yields:
         None.
     """
-    previous = (_hooks.sync_sleep, _hooks.async_sleep)
+    previous = (switches.sync_sleep, switches.async_sleep)
     if sync_sleep is not None:
-        _hooks.sync_sleep = sync_sleep
+        switches.sync_sleep = sync_sleep
     if async_sleep is not None:
-        _hooks.async_sleep = async_sleep
+        switches.async_sleep = async_sleep
     try:
         yield
     finally:
-        _hooks.sync_sleep, _hooks.async_sleep = previous
+        switches.sync_sleep, switches.async_sleep = previous
 
 
 @contextmanager
@@ -125,12 +121,12 @@ def seed_jitter(seed: int | random.Random, /) -> Iterator[random.Random]:
         The generator in use.
     """
     rng = seed if isinstance(seed, random.Random) else random.Random(seed)
-    previous = _hooks.rng
-    _hooks.rng = rng
+    previous = switches.rng
+    switches.rng = rng
     try:
         yield rng
     finally:
-        _hooks.rng = previous
+        switches.rng = previous
 
 
 @contextmanager

@@ -14,7 +14,7 @@ import time
 import redis
 
 from resilient_nodes import NodeCircuitOpenError, Policy
-from resilient_nodes.redis_storage import RedisBreakerStorage
+from resilient_nodes._redis_storage import RedisBreakerStorage
 
 NAME = "shared_node"
 

@@ -1,4 +1,4 @@
-"""Tests for resilient_nodes.cancel: cancel tokens and the cancellation seam."""
+"""Tests for resilient_nodes._cancel: cancel tokens and the cancellation seam."""
 
 from __future__ import annotations
 
@@ -10,16 +10,10 @@ import anyio
 import pytest
 from _helpers import no_thread_left_behind  # noqa: F401 - a fixture used by pytestmark
 
-from resilient_nodes.cancel import (
-    CancelToken,
-    call_with_cancel_token,
-    call_with_cancel_token_sync,
-    in_event_loop,
-    is_token_cancelled,
-    token_reason,
-)
-from resilient_nodes.classification import classify_error
-from resilient_nodes.context import create_execution_context, current_context, use_context
+from resilient_nodes._cancel import call_with_cancel_token, call_with_cancel_token_sync
+from resilient_nodes._classification import classify_error
+from resilient_nodes._context import create_execution_context, current_context, use_context
+from resilient_nodes._tokens import CancelToken, in_event_loop, is_token_cancelled, token_reason
 from resilient_nodes.errors import ErrorCode, NodeCancellationError
 
 pytestmark = pytest.mark.usefixtures("no_thread_left_behind")

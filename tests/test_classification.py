@@ -16,7 +16,7 @@ from cattrs.errors import ClassValidationError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resilient_nodes.classification import (
+from resilient_nodes._classification import (
     ClassificationRule,
     ErrorCategory,
     ErrorClassification,

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resilient_nodes.config import (
+from resilient_nodes._config import (
     LLM_RETRY,
     TOOL_RETRY,
     VALIDATION_RETRY,

@@ -12,7 +12,7 @@ import anyio.lowlevel
 import anyio.to_thread
 import pytest
 
-from resilient_nodes.context import (
+from resilient_nodes._context import (
     ExecutionContext,
     create_execution_context,
     current_context,

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from resilient_nodes import BREAKER_STATE_CHANGED, NODE_TIMED_OUT, ErrorCode
+from resilient_nodes import ErrorCode, LogEvent
 from resilient_nodes.demo import (
     CLOCK_SLACK,
     NODE_ORDER,
@@ -120,7 +120,7 @@ def test_hung_call_times_out_then_recovers(report: DemoReport) -> None:
     assert report.node("draft").timeouts == 1
     (wait,) = [w for w in report.retries if w.node == "draft"]
     assert wait.error_type == "NodeTimeoutError"
-    assert any(e.kind == NODE_TIMED_OUT and e.node == "draft" for e in report.events)
+    assert any(e.kind == LogEvent.NODE_TIMED_OUT and e.node == "draft" for e in report.events)
     story = next(s for s in report.stories if s.story_id == wait.story_id)
     assert step(story, "draft") == (2, "ok")
     assert story.status == "published"
@@ -307,5 +307,9 @@ def test_unknown_library_events_are_still_shown() -> None:
     assert [e.kind for e in recorder.events] == ["node.on_timeout_failed"]
     assert "draft        node.on_timeout_failed" in out.getvalue()
     with pytest.raises(structlog.DropEvent):
-        recorder(None, "info", {"event": BREAKER_STATE_CHANGED, "node": "n", "new_state": "open"})
+        recorder(
+            None,
+            "info",
+            {"event": LogEvent.BREAKER_STATE_CHANGED, "node": "n", "new_state": "open"},
+        )
     assert recorder.transitions[0].new == "open"

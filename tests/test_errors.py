@@ -19,7 +19,7 @@ from resilient_nodes.errors import (
     NodeTimeoutError,
     NodeValidationError,
     _error_attributes,
-    format_message,
+    _format_message,
 )
 
 
@@ -54,24 +54,24 @@ def test_every_code_has_a_template() -> None:
 @pytest.mark.parametrize("code", list(ErrorCode))
 def test_format_message_with_no_fields_never_raises(code: ErrorCode) -> None:
     """Missing fields render as visible placeholders instead of raising."""
-    message = format_message(code)
+    message = _format_message(code)
     assert "<unnamed>" in message
     assert "{" not in message
 
 
 def test_format_message_fills_fields_and_shortens_floats() -> None:
     """Fields are substituted; floats print in their shortest form."""
-    assert format_message(ErrorCode.NODE_TIMEOUT, node="plan", timeout=5.0) == (
+    assert _format_message(ErrorCode.NODE_TIMEOUT, node="plan", timeout=5.0) == (
         "node plan timed out after 5s"
     )
-    assert "<timeout?>" in format_message(ErrorCode.NODE_TIMEOUT, node="plan")
+    assert "<timeout?>" in _format_message(ErrorCode.NODE_TIMEOUT, node="plan")
 
 
 def test_format_message_survives_unprintable_and_huge_values() -> None:
     """A field whose str() raises, or that is huge, still gives a bounded message."""
-    message = format_message(ErrorCode.UNKNOWN, node="n", detail=_Unprintable())
+    message = _format_message(ErrorCode.UNKNOWN, node="n", detail=_Unprintable())
     assert "_Unprintable" in message
-    long = format_message(ErrorCode.UNKNOWN, node="n", detail="x" * 1_000_000)
+    long = _format_message(ErrorCode.UNKNOWN, node="n", detail="x" * 1_000_000)
     assert len(long) < 1000
 
 

@@ -31,7 +31,7 @@ from resilient_nodes import (
     create_node,
     current_context,
 )
-from resilient_nodes.node import AsyncNode, SyncNode
+from resilient_nodes._node import AsyncNode, SyncNode
 from resilient_nodes.testing import no_backoff
 
 if TYPE_CHECKING:

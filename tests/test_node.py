@@ -22,9 +22,9 @@ from resilient_nodes import (
     create_tool_node,
     current_context,
 )
-from resilient_nodes.cancel import CancelToken
-from resilient_nodes.context import _PendingContext
-from resilient_nodes.node import AsyncNode, SyncNode, _NodeCall
+from resilient_nodes._context import PendingContext
+from resilient_nodes._node import AsyncNode, SyncNode, _NodeCall
+from resilient_nodes._tokens import CancelToken
 from resilient_nodes.testing import no_backoff
 
 
@@ -486,10 +486,10 @@ def test_a_coroutine_from_a_sync_impl_is_closed_and_reported() -> None:
 
 
 def test_node_call_sets_every_field_of_a_pending_context() -> None:
-    """_NodeCall fills _PendingContext's slots itself (no super().__init__): none forgotten."""
+    """_NodeCall fills PendingContext's slots itself (no super().__init__): none forgotten."""
     call = _NodeCall("n", {"configurable": {}}, "story-1")
     try:
-        for name in _PendingContext.__slots__:
+        for name in PendingContext.__slots__:
             assert hasattr(call, name), name
         assert call.resolve().node_name == "n"
         assert call.attempt == 1

@@ -1,4 +1,4 @@
-"""Shared breaker state on a real redis-server (resilient_nodes.redis_storage)."""
+"""Shared breaker state on a real redis-server (resilient_nodes._redis_storage)."""
 
 from __future__ import annotations
 
@@ -21,11 +21,10 @@ from redis_fixtures import RedisServer, free_port
 from structlog.testing import capture_logs
 
 from resilient_nodes import ConfigError, NodeCircuitOpenError, Policy
-from resilient_nodes.breaker import BreakerState, NodeCircuitBreaker, wrap_breaker
-from resilient_nodes.redis_storage import (
+from resilient_nodes._breaker import BreakerState, NodeCircuitBreaker, wrap_breaker
+from resilient_nodes._logging import LogEvent
+from resilient_nodes._redis_storage import (
     _SCRIPT,
-    STORAGE_RECOVERED,
-    STORAGE_UNAVAILABLE,
     RedisBreakerStorage,
     _replay,
 )
@@ -494,10 +493,10 @@ def test_redis_killed_mid_run() -> None:
                 assert slowest < 0.05
                 server.start()
                 wait_for(lambda: storage.healthy)
-            warnings = [e for e in logs if e["event"] == STORAGE_UNAVAILABLE]
+            warnings = [e for e in logs if e["event"] == LogEvent.BREAKER_STORAGE_UNAVAILABLE]
             assert len(warnings) == 2  # one per storage, not one per failed attempt
             assert warnings[0]["log_level"] == "warning"
-            assert any(e["event"] == STORAGE_RECOVERED for e in logs)
+            assert any(e["event"] == LogEvent.BREAKER_STORAGE_RECOVERED for e in logs)
             # The outage's failures were replayed into the restarted server.
             wait_for(lambda: shared(server, prefix).get(b"failures") == b"2")
             fail(wrap_breaker(boom, watcher, name="node"), 3)
@@ -527,7 +526,7 @@ def test_redis_paused_with_sigstop() -> None:
             assert slowest < 0.05
             server.resume()
             wait_for(lambda: one.healthy and two.healthy)
-        assert any(e["event"] == STORAGE_UNAVAILABLE for e in logs)
+        assert any(e["event"] == LogEvent.BREAKER_STORAGE_UNAVAILABLE for e in logs)
         wait_for(lambda: shared(server, prefix).get(b"failures") == b"2")
         fail(wrap_breaker(boom, second, name="node"))
         wait_for(lambda: first.state is BreakerState.OPEN, timeout=1.0)
@@ -600,7 +599,7 @@ def test_started_while_redis_is_down_connects_later() -> None:
         time.sleep(0.06)
         # No Redis, no lease: the probe is admitted locally.
         assert wrap_breaker(lambda: "ok", node, name="node")() == "ok"
-        wait_for(lambda: any(e["event"] == STORAGE_UNAVAILABLE for e in logs))
+        wait_for(lambda: any(e["event"] == LogEvent.BREAKER_STORAGE_UNAVAILABLE for e in logs))
         with RedisServer(port) as server:
             wait_for(lambda: storage.healthy)
             wait_for(lambda: shared(server, "late").get(b"state") == b"closed")
@@ -616,8 +615,10 @@ def test_a_key_of_the_wrong_type_is_reported_not_retried(server: RedisServer, pr
     with capture_logs() as logs, RedisBreakerStorage(server.url, prefix=prefix) as storage:
         node = breaker(storage)
         fail(wrap_breaker(boom, node, name="node"))
-        wait_for(lambda: any(e["event"] == STORAGE_UNAVAILABLE for e in logs))
-    assert "WRONGTYPE" in next(e["error"] for e in logs if e["event"] == STORAGE_UNAVAILABLE)
+        wait_for(lambda: any(e["event"] == LogEvent.BREAKER_STORAGE_UNAVAILABLE for e in logs))
+    assert "WRONGTYPE" in next(
+        e["error"] for e in logs if e["event"] == LogEvent.BREAKER_STORAGE_UNAVAILABLE
+    )
 
 
 @pytest.mark.redis
@@ -663,7 +664,7 @@ def test_redis_is_not_imported_by_the_package() -> None:
     """`import resilient_nodes` works without redis (it is an optional extra)."""
     code = (
         "import sys; sys.modules['redis'] = None\n"
-        "import resilient_nodes, resilient_nodes.breaker, resilient_nodes.policy\n"
+        "import resilient_nodes, resilient_nodes._breaker, resilient_nodes._policy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=30)  # noqa: S603
 

@@ -23,7 +23,7 @@ import anyio
 import pytest
 
 from resilient_nodes import Policy, create_node
-from resilient_nodes.cancel import CancelToken
+from resilient_nodes._tokens import CancelToken
 from resilient_nodes.errors import NodeCancellationError
 
 pytestmark = pytest.mark.anyio
@@ -273,7 +273,7 @@ async def test_cancelled_probe_frees_the_slot_for_the_next_call(sync: bool) -> N
         return {"ok": True}
 
     # The same breaker, reached through a fresh wrapper of another function.
-    from resilient_nodes.breaker import wrap_breaker
+    from resilient_nodes._breaker import wrap_breaker
 
     guarded = wrap_breaker(ok if sync else aok, node.breaker, name="probe-slot")
     result = guarded({}) if sync else await guarded({})

@@ -15,11 +15,14 @@ from langgraph.graph import END, START, StateGraph
 from structlog.testing import capture_logs
 
 from resilient_nodes import ConfigError, NodeTimeoutError, Policy, create_node
-from resilient_nodes.testing import CHAOS_INJECTED, ChaosConfig, ChaosHangError, no_backoff
+from resilient_nodes._chaos import ChaosConfig
+from resilient_nodes._logging import LogEvent
+from resilient_nodes.errors import ChaosHangError
+from resilient_nodes.testing import no_backoff
 
 
 def _count(logs: list[dict[str, Any]], fault: str) -> int:
-    return sum(1 for e in logs if e["event"] == CHAOS_INJECTED and e["fault"] == fault)
+    return sum(1 for e in logs if e["event"] == LogEvent.CHAOS_INJECTED and e["fault"] == fault)
 
 
 def test_seeded_errors_are_reproducible_and_near_the_rate() -> None:
@@ -218,7 +221,7 @@ def test_chaos_round_trips_through_plain_data() -> None:
     bad = {"layers": [{"type": "chaos", "error_rate": 2}]}
     with pytest.raises(ConfigError, match=r"layers\[0\]\.error_rate"):
         Policy.from_dict(bad)
-    dotted = {"layers": [{"type": "chaos", "errors": "resilient_nodes.chaos.ChaosHangError"}]}
+    dotted = {"layers": [{"type": "chaos", "errors": "resilient_nodes.errors.ChaosHangError"}]}
     assert Policy.from_dict(dotted).layers[0].config.errors == (ChaosHangError,)
     missing = {"layers": [{"type": "chaos", "errors": ["no_such_module.Error"]}]}
     with pytest.raises(ConfigError):

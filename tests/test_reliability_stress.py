@@ -28,7 +28,7 @@ import anyio
 import pytest
 from structlog.testing import capture_logs
 
-from resilient_nodes.breaker import NodeCircuitBreaker, _Probe, wrap_breaker
+from resilient_nodes._breaker import NodeCircuitBreaker, _Probe, wrap_breaker
 from resilient_nodes.errors import NodeCircuitOpenError
 
 SEED = 20261127

@@ -1,4 +1,4 @@
-"""Tests for resilient_nodes.retry: backoff maths, the retry loop, its edges."""
+"""Tests for resilient_nodes._retry: backoff maths, the retry loop, its edges."""
 
 from __future__ import annotations
 
@@ -19,14 +19,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
+from resilient_nodes._config import RetryConfig
+from resilient_nodes._context import ExecutionContext, current_context, use_context
 from resilient_nodes._deadline import sync_deadline_scope
-from resilient_nodes.config import RetryConfig
-from resilient_nodes.context import ExecutionContext, current_context, use_context
-from resilient_nodes.errors import ConfigError, NodeRetryExhaustedError
-from resilient_nodes.logging import NODE_RETRY_SCHEDULED
-from resilient_nodes.retry import (
-    NODE_ON_RETRY_FAILED,
-    NODE_RETRY_PREDICATE_FAILED,
+from resilient_nodes._logging import LogEvent
+from resilient_nodes._retry import (
     BackoffWait,
     DeadlineStop,
     RetryPredicate,
@@ -37,6 +34,7 @@ from resilient_nodes.retry import (
     would_retry,
     wrap_retry,
 )
+from resilient_nodes.errors import ConfigError, NodeRetryExhaustedError
 from resilient_nodes.testing import record_sleeps
 
 FAST = RetryConfig(attempts=3, backoff=0, max_backoff=0, jitter=0)
@@ -363,7 +361,7 @@ async def test_raising_predicate_is_logged_and_error_not_retried(kind: str):
         await invoke(wrap_retry(fn, config, name="n"))
     assert caught.value is error
     assert script.calls == 1
-    [entry] = [e for e in logs if e["event"] == NODE_RETRY_PREDICATE_FAILED]
+    [entry] = [e for e in logs if e["event"] == LogEvent.NODE_RETRY_PREDICATE_FAILED]
     assert entry["log_level"] == "warning"
     assert entry["error_type"] == "LookupError"
     assert entry["judged_error_type"] == "ConnectionError"
@@ -593,7 +591,7 @@ async def test_failing_on_retry_is_logged_and_retrying_continues(kind: str):
     with capture_logs() as logs:
         assert await invoke(wrap_retry(fn, config, name="n")) == "ok"
     assert script.calls == 3
-    failures = [e for e in logs if e["event"] == NODE_ON_RETRY_FAILED]
+    failures = [e for e in logs if e["event"] == LogEvent.NODE_ON_RETRY_FAILED]
     assert [f["attempt"] for f in failures] == [1, 2]
     assert failures[0]["log_level"] == "warning"
     assert failures[0]["error_type"] == "RuntimeError"
@@ -624,7 +622,9 @@ def test_sync_on_retry_returning_awaitable_in_sync_retry_is_closed_and_logged():
     fn, _ = make("sync", ConnectionError("a"), "ok")
     with capture_logs() as logs:
         assert wrap_retry(fn, config, name="n")() == "ok"
-    assert [e["error_type"] for e in logs if e["event"] == NODE_ON_RETRY_FAILED] == ["TypeError"]
+    assert [e["error_type"] for e in logs if e["event"] == LogEvent.NODE_ON_RETRY_FAILED] == [
+        "TypeError"
+    ]
 
 
 # --- context ----------------------------------------------------------------------------
@@ -661,7 +661,7 @@ async def test_retry_scheduled_is_logged_with_redacted_message(kind: str):
     with capture_logs() as logs, use_context(ctx):
         await invoke(wrapped)
     [entry] = logs
-    assert entry["event"] == NODE_RETRY_SCHEDULED
+    assert entry["event"] == LogEvent.NODE_RETRY_SCHEDULED
     assert entry["log_level"] == "info"
     assert entry["node"] == "plan"
     assert entry["attempt"] == 1
@@ -918,7 +918,7 @@ def test_would_retry():
 
     with capture_logs() as logs:
         assert not would_retry(ConnectionError(), 1, RetryConfig(retry_on=broken))
-    assert [e["event"] for e in logs] == [NODE_RETRY_PREDICATE_FAILED]
+    assert [e["event"] for e in logs] == [LogEvent.NODE_RETRY_PREDICATE_FAILED]
 
 
 # --- the wrapper's shape ----------------------------------------------------------------------
@@ -1032,7 +1032,7 @@ def test_predicate_raising_control_flow_or_failing_twice():
         for _ in range(2):
             with pytest.raises(ConnectionError):
                 wrapped()
-    assert [e["event"] for e in logs] == [NODE_RETRY_PREDICATE_FAILED] * 2
+    assert [e["event"] for e in logs] == [LogEvent.NODE_RETRY_PREDICATE_FAILED] * 2
 
 
 def test_graph_bubble_up_from_on_retry_propagates():
@@ -1059,8 +1059,8 @@ def test_sync_retry_ignores_uncloseable_awaitable_from_on_retry():
     fn, _ = make("sync", ConnectionError("a"), "ok")
     with capture_logs() as logs:
         assert wrap_retry(fn, config, name="n")() == "ok"
-    assert [e["event"] for e in logs if e["event"] == NODE_ON_RETRY_FAILED] == [
-        NODE_ON_RETRY_FAILED
+    assert [e["event"] for e in logs if e["event"] == LogEvent.NODE_ON_RETRY_FAILED] == [
+        LogEvent.NODE_ON_RETRY_FAILED
     ]
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import cattrs
 import pytest
 
+from resilient_nodes._sanitize import normalize_error, redact_secrets, sanitize_traceback
 from resilient_nodes.errors import ErrorCode, NodeExecutionError
-from resilient_nodes.sanitize import normalize_error, redact_secrets, sanitize_traceback
 
 _ABSOLUTE = re.compile(r"(?<![\w.~])/(?:home|root|usr|tmp|work|opt|Users|var)\b")
 

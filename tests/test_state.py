@@ -1,4 +1,4 @@
-"""Tests for resilient_nodes.state: record shapes, reducers and partial-update helpers."""
+"""Tests for resilient_nodes._state: record shapes, reducers and partial-update helpers."""
 
 from __future__ import annotations
 
@@ -20,27 +20,21 @@ from hypothesis import strategies as st
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
-from resilient_nodes import state as state_module
-from resilient_nodes.classification import ErrorCategory, classify_error
-from resilient_nodes.errors import (
-    ErrorCode,
-    NodeCancellationError,
-    NodeCircuitOpenError,
-    NodeRetryExhaustedError,
-    NodeTimeoutError,
-    NodeValidationError,
-)
-from resilient_nodes.state import (
-    GATE_DECISIONS,
+from resilient_nodes import _records as records_module
+from resilient_nodes import _state as state_module
+from resilient_nodes._classification import ErrorCategory, classify_error
+from resilient_nodes._records import (
     MAX_MESSAGE_LENGTH,
-    GraphState,
     NodeErrorRecord,
-    StateValidationError,
+    create_error_update,
+    create_node_error,
+)
+from resilient_nodes._state import (
+    GATE_DECISIONS,
+    GraphState,
     add_errors,
     add_evidence_refs,
     create_blocked_update,
-    create_error_update,
-    create_node_error,
     is_blocked,
     merge_dicts,
     merge_state_updates,
@@ -48,6 +42,15 @@ from resilient_nodes.state import (
     update_gate_decisions,
     update_routing_flags,
     update_state,
+)
+from resilient_nodes.errors import (
+    ErrorCode,
+    NodeCancellationError,
+    NodeCircuitOpenError,
+    NodeRetryExhaustedError,
+    NodeTimeoutError,
+    NodeValidationError,
+    StateValidationError,
 )
 
 FAST = settings(max_examples=30, deadline=None)
@@ -795,7 +798,7 @@ def test_create_node_error_falls_back_to_a_minimal_record(monkeypatch):
     def broken(*args: object, **kwargs: object) -> str:
         raise RuntimeError("sanitizer exploded")
 
-    monkeypatch.setattr(state_module, "sanitize_traceback", broken)
+    monkeypatch.setattr(records_module, "sanitize_traceback", broken)
     record = create_node_error(ValueError("x"), node="n", attempts=2)
     _check_record(record)
     assert record["code"] == "UNKNOWN"

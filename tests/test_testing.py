@@ -10,9 +10,10 @@ import pytest
 import trio
 import trio.testing
 
-from resilient_nodes.config import RetryConfig
+from resilient_nodes._config import RetryConfig
+from resilient_nodes._retry import wrap_retry
+from resilient_nodes._switches import switches as _hooks
 from resilient_nodes.errors import NodeRetryExhaustedError
-from resilient_nodes.retry import _hooks, wrap_retry
 from resilient_nodes.testing import no_backoff, record_sleeps, use_sleep
 
 SLOW = RetryConfig(attempts=3, backoff=10, multiplier=2, max_backoff=60, jitter=0)
@@ -82,7 +83,7 @@ class TestVirtualTime:
     @pytest.mark.anyio
     async def test_record_sleeps_stays_cancellable(self):
         """The recording async sleep is a checkpoint: a pending cancel lands there."""
-        from resilient_nodes.retry import _hooks
+        from resilient_nodes._switches import switches as _hooks
 
         with record_sleeps() as delays:
             sleep = _hooks.async_sleep

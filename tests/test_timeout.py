@@ -1,4 +1,4 @@
-"""Tests for resilient_nodes.timeout: deadlines on anyio cancel scopes and threads."""
+"""Tests for resilient_nodes._timeout: deadlines on anyio cancel scopes and threads."""
 
 from __future__ import annotations
 
@@ -20,16 +20,12 @@ from langgraph.errors import GraphInterrupt
 from structlog.testing import capture_logs
 
 from resilient_nodes import _threads
-from resilient_nodes import timeout as timeout_module
+from resilient_nodes import _timeout as timeout_module
+from resilient_nodes._config import TimeoutConfig
+from resilient_nodes._context import create_execution_context, current_context, use_context
 from resilient_nodes._deadline import async_remaining, sync_remaining
-from resilient_nodes.cancel import CancelToken
-from resilient_nodes.config import TimeoutConfig
-from resilient_nodes.context import create_execution_context, current_context, use_context
-from resilient_nodes.errors import ConfigError, NodeCancellationError, NodeTimeoutError
-from resilient_nodes.logging import NODE_TIMED_OUT
-from resilient_nodes.timeout import (
-    ON_TIMEOUT_FAILED,
-    AbandonedThreadLimitError,
+from resilient_nodes._logging import LogEvent
+from resilient_nodes._timeout import (
     TimeoutResult,
     _accepts_one_argument,
     create_timeout_controller,
@@ -37,6 +33,13 @@ from resilient_nodes.timeout import (
     with_timeout,
     with_timeout_result,
     wrap_timeout,
+)
+from resilient_nodes._tokens import CancelToken
+from resilient_nodes.errors import (
+    AbandonedThreadLimitError,
+    ConfigError,
+    NodeCancellationError,
+    NodeTimeoutError,
 )
 
 if TYPE_CHECKING:
@@ -81,8 +84,8 @@ async def test_async_timeout_raises_node_timeout_error() -> None:
     assert caught.value.timeout == 0.01
     assert caught.value.node == "fetch"
     assert isinstance(caught.value, TimeoutError)
-    assert events(logs, NODE_TIMED_OUT) == [
-        {"event": NODE_TIMED_OUT, "log_level": "warning", "node": "fetch", "timeout": 0.01}
+    assert events(logs, LogEvent.NODE_TIMED_OUT) == [
+        {"event": LogEvent.NODE_TIMED_OUT, "log_level": "warning", "node": "fetch", "timeout": 0.01}
     ]
 
 
@@ -93,7 +96,7 @@ async def test_timed_out_log_carries_context_ids() -> None:
     timed = wrap_timeout(sleep_long, TimeoutConfig(seconds=0.01), name="plan")
     with capture_logs() as logs, use_context(context), pytest.raises(NodeTimeoutError):
         await timed()
-    (entry,) = events(logs, NODE_TIMED_OUT)
+    (entry,) = events(logs, LogEvent.NODE_TIMED_OUT)
     assert entry["trace_id"] == "t1"
     assert entry["graph_execution_id"] == "g1"
     assert entry["attempt"] == 2
@@ -109,7 +112,7 @@ async def test_outer_scope_cancellation_passes_through() -> None:
         await with_timeout(sleep_long, 10, on_timeout=lambda: calls.append(1))
     assert outer.cancelled_caught
     assert calls == []
-    assert events(logs, NODE_TIMED_OUT) == []
+    assert events(logs, LogEvent.NODE_TIMED_OUT) == []
 
 
 @pytest.mark.anyio
@@ -137,7 +140,7 @@ async def test_body_raising_own_timeout_error_is_not_ours() -> None:
     with capture_logs() as logs, pytest.raises(TimeoutError) as caught:
         await with_timeout(own, 5)
     assert type(caught.value) is TimeoutError
-    assert events(logs, NODE_TIMED_OUT) == []
+    assert events(logs, LogEvent.NODE_TIMED_OUT) == []
 
 
 @pytest.mark.anyio
@@ -234,7 +237,7 @@ async def test_on_timeout_failure_is_chained_not_replacing() -> None:
         await with_timeout(sleep_long, 0.01, on_timeout=cleanup, name="n")
     assert isinstance(caught.value.__cause__, RuntimeError)
     assert any("cleanup broke" in note for note in caught.value.__notes__)
-    (entry,) = events(logs, ON_TIMEOUT_FAILED)
+    (entry,) = events(logs, LogEvent.NODE_ON_TIMEOUT_FAILED)
     assert entry["error_type"] == "RuntimeError"
     assert entry["node"] == "n"
 
@@ -264,7 +267,7 @@ async def test_on_timeout_is_bounded_by_cleanup_timeout() -> None:
         await timed()
     assert time.monotonic() - start < 1
     assert type(caught.value.__cause__) is TimeoutError
-    assert events(logs, ON_TIMEOUT_FAILED)
+    assert events(logs, LogEvent.NODE_ON_TIMEOUT_FAILED)
 
 
 @pytest.mark.anyio
@@ -701,16 +704,18 @@ def test_sync_timeout_returns_at_deadline_while_thread_runs() -> None:
     (worker,) = started
     assert worker.is_alive()
     assert _threads.abandoned_threads() == 1
-    assert [e["event"] for e in logs if e["event"] != "node.thread_abandoned"] == [NODE_TIMED_OUT]
-    assert events(logs, _threads.THREAD_ABANDONED)
+    assert [e["event"] for e in logs if e["event"] != "node.thread_abandoned"] == [
+        LogEvent.NODE_TIMED_OUT
+    ]
+    assert events(logs, LogEvent.NODE_THREAD_ABANDONED)
     with capture_logs() as later:
         release.set()
         worker.join(2)
     assert not worker.is_alive()
     assert _threads.abandoned_threads() == 0
-    assert events(later, _threads.ABANDONED_THREAD_FINISHED) == [
+    assert events(later, LogEvent.NODE_ABANDONED_THREAD_FINISHED) == [
         {
-            "event": _threads.ABANDONED_THREAD_FINISHED,
+            "event": LogEvent.NODE_ABANDONED_THREAD_FINISHED,
             "log_level": "info",
             "node": "s",
             "error": None,
@@ -757,7 +762,7 @@ def test_sync_async_on_timeout_and_overrun() -> None:
     with capture_logs() as logs, pytest.raises(NodeTimeoutError) as caught:
         timed()
     assert type(caught.value.__cause__) is TimeoutError
-    assert events(logs, ON_TIMEOUT_FAILED)
+    assert events(logs, LogEvent.NODE_ON_TIMEOUT_FAILED)
     release.set()
 
 
@@ -786,7 +791,7 @@ def test_abandoned_thread_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     assert called == []
     assert caught.value.limit == 1
     assert isinstance(caught.value, RuntimeError)
-    assert events(logs, _threads.THREAD_LIMIT_REACHED)
+    assert events(logs, LogEvent.NODE_THREAD_LIMIT_REACHED)
     release.set()
     deadline = time.monotonic() + 2
     while _threads.abandoned_threads() and time.monotonic() < deadline:
@@ -866,7 +871,7 @@ def test_sync_thread_finishing_after_abandon_logs_its_error() -> None:
         deadline = time.monotonic() + 2
         while _threads.abandoned_threads() and time.monotonic() < deadline:
             time.sleep(0.001)
-    assert events(logs, _threads.ABANDONED_THREAD_FINISHED)[0]["error"] == "ValueError"
+    assert events(logs, LogEvent.NODE_ABANDONED_THREAD_FINISHED)[0]["error"] == "ValueError"
 
 
 def test_trio_guest_mode_on_an_asyncio_loop_uses_trio_scopes() -> None:

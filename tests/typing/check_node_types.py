@@ -22,7 +22,7 @@ from resilient_nodes import (
     create_simple_node,
     create_tool_node,
 )
-from resilient_nodes.node import AsyncNode, SyncNode
+from resilient_nodes._node import AsyncNode, SyncNode
 
 ErrorUpdate = dict[str, list[Any]]
 

@@ -6,7 +6,8 @@ The rules, in the order they are tried (the first that matches decides):
    ``GeneratorExit``, LangGraph's ``GraphBubbleUp``): ``CANCELLED``, never
    retryable. User rules cannot change this.
 2. User rules added with `register_classification_rule`, newest first.
-3. Our own errors: ``NodeTimeoutError`` is a retryable ``TIMEOUT``; an open
+3. Our own errors: ``NodeTimeoutError`` (and an injected ``ChaosHangError``) is a
+   retryable ``TIMEOUT``; an open
    circuit, a cancellation token, an exhausted retry and config/validation errors
    are not retryable.
 4. Exception groups: a group whose class is named like a validation error
@@ -56,7 +57,9 @@ from typing import TYPE_CHECKING, Any, Final
 import attrs
 
 from ._control import is_control_flow
+from ._text import safe_text
 from .errors import (
+    ChaosHangError,
     ConfigError,
     ErrorCode,
     NodeCancellationError,
@@ -230,7 +233,7 @@ def _attr(owner: object, name: str) -> object:
         return None
 
 
-def _http_status(error: BaseException) -> int | None:
+def http_status(error: BaseException) -> int | None:
     """The HTTP error status (400-599) the error carries, if any."""
     for owner in (error, _attr(error, "response")):
         if owner is None:
@@ -376,7 +379,7 @@ _VALIDATION: Final = ErrorClassification(ErrorCategory.VALIDATION, retryable=Fal
 
 def _own_error(error: NodeExecutionError) -> ErrorClassification:
     category, retryable, retry_after = ErrorCategory.UNKNOWN, False, None
-    if isinstance(error, NodeTimeoutError):
+    if isinstance(error, NodeTimeoutError | ChaosHangError):
         category, retryable = ErrorCategory.TIMEOUT, True
     elif isinstance(error, NodeCircuitOpenError):
         category, retry_after = ErrorCategory.CIRCUIT_OPEN, error.recovery_time
@@ -443,7 +446,7 @@ def _classify_other(  # noqa: PLR0911 - one return per rule reads best
 ) -> ErrorClassification:
     """Rules 5-12 of the module docstring."""
     retry_after = _retry_after(error)
-    status = _http_status(error)
+    status = http_status(error)
     if status is not None:
         return _http_verdict(status, retry_after)
     if isinstance(error, TimeoutError) or any("Timeout" in name for name in names):
@@ -460,16 +463,8 @@ def _classify_other(  # noqa: PLR0911 - one return per rule reads best
         verdict = _classify(cause, depth + 1, seen)
         if verdict.category is not ErrorCategory.UNKNOWN:
             return verdict
-    transient = bool(_TRANSIENT_TEXT.search(_message(error)))
+    transient = bool(_TRANSIENT_TEXT.search(safe_text(error, None)[:2000]))
     return ErrorClassification(ErrorCategory.UNKNOWN, retryable=transient, retry_after=retry_after)
-
-
-def _message(error: BaseException) -> str:
-    try:
-        text = str(error)
-    except Exception:
-        return ""
-    return text[:2000]
 
 
 def classify_error(error: BaseException, /) -> ErrorClassification:

@@ -81,20 +81,18 @@ from redis.connection import parse_url
 from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
-from .config import _checked_duration
-from .errors import ConfigError, _safe_str
-from .logging import emit, get_logger
-from .sanitize import redact_secrets
+from ._config import checked_duration
+from ._logging import LogEvent, emit, get_logger
+from ._sanitize import error_text
+from .errors import ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .config import BreakerConfig
+    from ._config import BreakerConfig
 
 __all__ = ["RedisBreakerStorage"]
 
-STORAGE_UNAVAILABLE: Final = "breaker.storage_unavailable"
-STORAGE_RECOVERED: Final = "breaker.storage_recovered"
 
 _CLOSED: Final = "closed"
 _OPEN: Final = "open"
@@ -206,7 +204,7 @@ def _text(value: object) -> str:
 
 
 def _seconds(value: object, field: str, problems: list[tuple[str, str]]) -> float:
-    return _checked_duration(value, field, problems, positive=True, default=1.0)
+    return checked_duration(value, field, problems, positive=True, default=1.0)
 
 
 def _mask(url: str) -> str:
@@ -381,7 +379,7 @@ class RedisBreakerStorage:
         """
         if self._closed:
             raise RuntimeError("this RedisBreakerStorage is closed")
-        view = _BreakerView(self, name, config, clock)
+        view = _BreakerView(self, name, config, clock, wake=self._wake, closed=self._stop)
         with self._lock:
             self._views.add(view)
             self._start()
@@ -495,7 +493,7 @@ class RedisBreakerStorage:
         if self._down_since is not None:
             down_ms = round((time.monotonic() - self._down_since) * 1000.0)
             self._down_since = None
-            emit(self._log.info, STORAGE_RECOVERED, down_ms=down_ms)
+            emit(self._log.info, LogEvent.BREAKER_STORAGE_RECOVERED, down_ms=down_ms)
 
     def _warn(self, reason: str, error: BaseException) -> None:
         now = time.monotonic()
@@ -504,9 +502,9 @@ class RedisBreakerStorage:
         self._last_warning = now
         emit(
             self._log.warning,
-            STORAGE_UNAVAILABLE,
+            LogEvent.BREAKER_STORAGE_UNAVAILABLE,
             reason=reason,
-            error=f"{type(error).__name__}: {redact_secrets(_safe_str(error))}",
+            error=f"{type(error).__name__}: {error_text(error)}",
         )
 
 
@@ -536,8 +534,15 @@ class _BreakerView:
         name: str,
         config: BreakerConfig,
         clock: Callable[[], float],
+        *,
+        wake: threading.Event,
+        closed: threading.Event,
     ) -> None:
         self._storage = storage
+        # The storage thread's events: set `wake` when there is something to
+        # send; `closed` is set once the storage is closed and nobody will send.
+        self._wake = wake
+        self._closed = closed
         self.name = f"redis:{storage.prefix}:{name}"
         base = f"{storage.prefix}:{name}"
         self.keys = (f"{base}:state", f"{base}:probe")
@@ -667,7 +672,7 @@ class _BreakerView:
                     return True
                 self._lease = None
             self._want_lease = True
-        storage._wake.set()  # noqa: SLF001 - the view is part of the storage
+        self._wake.set()
         return False
 
     def end_probe(self) -> None:
@@ -678,7 +683,7 @@ class _BreakerView:
             self._releases.append(self._lease)
             self._lease = None
             self._lease_busy = False
-        self._storage._wake.set()  # noqa: SLF001
+        self._wake.set()
 
     # --- the storage thread's side -----------------------------------------------------
 
@@ -686,13 +691,13 @@ class _BreakerView:
         return round(self._clock() * 1000.0)
 
     def _queue(self, op: str) -> None:
-        if self._storage._closed:  # noqa: SLF001 - nobody will send it
+        if self._closed.is_set():
             return
         with self._lock:
             if len(self._ops) >= _MAX_OPS:
                 del self._ops[0]
             self._ops.append(op)
-        self._storage._wake.set()  # noqa: SLF001
+        self._wake.set()
 
     def take(self, refresh: bool) -> _Request | None:
         """The next request for this view, or None if it has nothing to send."""

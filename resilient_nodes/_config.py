@@ -26,6 +26,7 @@ from cattrs.errors import (
     IterableValidationNote,
 )
 
+from ._text import describe, safe_text
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -52,16 +53,6 @@ _T = TypeVar("_T")
 # --- field converters and validators -------------------------------------------------
 
 
-def _describe(value: object) -> str:
-    try:
-        text = repr(value)
-    except Exception:
-        text = "<unrepresentable>"
-    if len(text) > 80:
-        text = text[:77] + "..."
-    return f"{text} ({type(value).__name__})"
-
-
 _DURATION_TYPES: Final = "a duration in seconds (int, float or timedelta)"
 
 
@@ -70,11 +61,11 @@ def _duration_problem(value: object, *, positive: bool = False) -> str | None:
     if isinstance(value, timedelta):
         value = value.total_seconds()
     elif not isinstance(value, int | float) or isinstance(value, bool):
-        return f"must be {_DURATION_TYPES}, got {_describe(value)}"
+        return f"must be {_DURATION_TYPES}, got {describe(value)}"
     try:
         finite = math.isfinite(value)
     except OverflowError:  # an int too large for a float
-        return f"must be finite, got {_describe(value)}"
+        return f"must be finite, got {describe(value)}"
     if not finite:
         return f"must be finite, got {value}"
     if positive and value <= 0:
@@ -84,7 +75,7 @@ def _duration_problem(value: object, *, positive: bool = False) -> str | None:
     return None
 
 
-def _checked_duration(
+def checked_duration(
     value: object, name: str, problems: list[tuple[str, str]], *, positive: bool, default: float
 ) -> float:
     """*value* in seconds, or *default* after adding its problem to *problems*.
@@ -117,7 +108,7 @@ def to_seconds(value: object, /, *, name: str = "seconds") -> float:
             is not a number here).
     """
     problems: list[tuple[str, str]] = []
-    seconds = _checked_duration(value, name, problems, positive=False, default=0.0)
+    seconds = checked_duration(value, name, problems, positive=False, default=0.0)
     if problems:
         raise ConfigError(problems)
     return seconds
@@ -146,7 +137,7 @@ def _float_field(value: float) -> float:
 def _integer(low: int, high: int) -> Callable[[object, attrs.Attribute[Any], object], None]:
     def check(_inst: object, field: attrs.Attribute[Any], value: object) -> None:
         if not isinstance(value, int) or isinstance(value, bool):
-            raise ConfigError([(field.name, f"must be an integer, got {_describe(value)}")])
+            raise ConfigError([(field.name, f"must be an integer, got {describe(value)}")])
         if value < low:
             raise ConfigError([(field.name, f"must be >= {low}, got {value}")])
         if value > high:
@@ -159,9 +150,9 @@ def _number_problem(value: object, *, duration: bool) -> str | None:
     if duration:
         return _duration_problem(value)
     if isinstance(value, int) and not isinstance(value, bool):  # left as is: too large
-        return f"must be finite, got {_describe(value)}"
+        return f"must be finite, got {describe(value)}"
     if not isinstance(value, float):
-        return f"must be a number, got {_describe(value)}"
+        return f"must be a number, got {describe(value)}"
     if not math.isfinite(value):
         return f"must be finite, got {value}"
     return None
@@ -190,7 +181,7 @@ def _number(
 
 def _optional_callable(_inst: object, field: attrs.Attribute[Any], value: object) -> None:
     if value is not None and not callable(value):
-        raise ConfigError([(field.name, f"must be callable or None, got {_describe(value)}")])
+        raise ConfigError([(field.name, f"must be callable or None, got {describe(value)}")])
 
 
 _LOCAL: Final = {"serialize": False}
@@ -263,7 +254,7 @@ class RetryConfig:
             isinstance(t, type) and issubclass(t, BaseException) for t in types
         ):
             raise ConfigError(
-                [("retry_on", f"must be exception type(s) or a predicate, got {_describe(value)}")]
+                [("retry_on", f"must be exception type(s) or a predicate, got {describe(value)}")]
             )
 
 
@@ -377,7 +368,7 @@ def _field_problems(cls: type[Any], data: Mapping[str, Any]) -> list[tuple[str, 
 def _structure_config(data: object, cls: type[_T]) -> _T:
     """Build one of our config classes, reporting every problem at once."""
     if not isinstance(data, Mapping):
-        raise ConfigError([("", f"must be a table/mapping, got {_describe(data)}")])
+        raise ConfigError([("", f"must be a table/mapping, got {describe(data)}")])
     fields = attrs.fields_dict(cls)  # type: ignore[arg-type]
     problems: list[tuple[str, str]] = []
     unknown = sorted(str(key) for key in data if key not in fields or not fields[key].init)
@@ -425,14 +416,7 @@ def _problems(error: BaseException, path: str) -> list[tuple[str, str]]:
         return [(path, "is required")]
     if isinstance(error, BaseExceptionGroup):
         return [found for sub in error.exceptions for found in _problems(sub, path)]
-    return [(path, f"invalid value: {_describe_error(error)}")]
-
-
-def _describe_error(error: BaseException) -> str:
-    try:
-        return str(error) or type(error).__name__
-    except Exception:
-        return type(error).__name__
+    return [(path, f"invalid value: {safe_text(error) or type(error).__name__}")]
 
 
 def load_config(data: object, cls: type[_T], /, *, path: str = "") -> _T:
@@ -453,7 +437,7 @@ def load_config(data: object, cls: type[_T], /, *, path: str = "") -> _T:
         ConfigError: Listing every problem as ``path: message``.
     """
     if not isinstance(data, Mapping):
-        raise ConfigError([(path, f"must be a table/mapping, got {_describe(data)}")])
+        raise ConfigError([(path, f"must be a table/mapping, got {describe(data)}")])
     try:
         return _converter.structure(data, cls)
     except Exception as error:
@@ -471,7 +455,7 @@ def unstructure_config(config: object, /) -> dict[str, Any]:
             attrs instance.
     """
     if not attrs.has(type(config)):
-        raise ConfigError([("", f"is not a config object: {_describe(config)}")])
+        raise ConfigError([("", f"is not a config object: {describe(config)}")])
     data: dict[str, Any] = {}
     for field in attrs.fields(cast("type[attrs.AttrsInstance]", type(config))):
         value = getattr(config, field.name)

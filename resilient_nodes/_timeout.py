@@ -43,7 +43,7 @@ import asyncio
 import functools
 import inspect
 import time
-from typing import TYPE_CHECKING, Any, Final, Generic, NoReturn, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar, overload
 
 import anyio
 import anyio.lowlevel
@@ -52,32 +52,27 @@ from anyio import CancelScope, current_time
 
 from . import _threads
 from ._callables import is_async_callable
+from ._cancel import ScopeCanceller, call_with_cancel_token
+from ._config import Seconds, TimeoutConfig
+from ._context import current_context
 from ._control import is_control_flow
-from ._threads import MAX_ABANDONED_THREADS, AbandonedThreadLimitError
-from .cancel import (
+from ._logging import LogEvent, emit, get_logger
+from ._sanitize import error_text
+from ._tokens import (
     CancelToken,
     CancelTokenLike,
-    _ScopeCanceller,
-    call_with_cancel_token,
     in_event_loop,
     is_token_cancelled,
     sync_cancel_token,
     token_reason,
 )
-from .config import Seconds, TimeoutConfig
-from .context import current_context
-from .errors import NodeCancellationError, NodeTimeoutError, _safe_str
-from .logging import NODE_TIMED_OUT, emit, get_logger
-from .sanitize import redact_secrets
+from .errors import NodeCancellationError, NodeTimeoutError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
     from types import TracebackType
 
 __all__ = [
-    "MAX_ABANDONED_THREADS",
-    "ON_TIMEOUT_FAILED",
-    "AbandonedThreadLimitError",
     "TimeoutController",
     "TimeoutResult",
     "create_timeout_controller",
@@ -88,8 +83,6 @@ __all__ = [
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-ON_TIMEOUT_FAILED: Final = "node.on_timeout_failed"
 
 
 def _accepts_one_argument(fn: Callable[..., Any]) -> bool:
@@ -113,36 +106,6 @@ def _call_sync(fn: Callable[[], T]) -> T:
             "function itself (or a functools.partial of it), not a lambda around it"
         )
     return result
-
-
-class _PublicBackend:
-    create_cancel_scope = CancelScope
-    current_time = staticmethod(current_time)
-
-
-def _public_backend() -> Any:
-    return _PublicBackend
-
-
-_backend: Callable[[], Any]
-try:
-    # anyio's own dispatcher: one look-up serves both the scope and the clock,
-    # instead of one each through anyio.CancelScope() and anyio.current_time().
-    from anyio._core._eventloop import get_async_backend as _backend
-except ImportError:  # pragma: no cover - a future anyio may move it
-    _backend = _public_backend
-
-
-_running_loop: Final = asyncio._get_running_loop  # noqa: SLF001 - the C fast path of get_running_loop
-_current_task: Final = asyncio.current_task
-_asyncio_scope: Callable[..., Any] | None = None
-
-
-def _learn_asyncio_scope() -> Callable[..., Any]:
-    """The cancel-scope factory anyio uses on asyncio, looked up once per process."""
-    global _asyncio_scope  # noqa: PLW0603 - a cache filled on first use
-    _asyncio_scope = _backend().create_cancel_scope
-    return _asyncio_scope
 
 
 async def _await(awaitable: Awaitable[T]) -> T:
@@ -220,7 +183,7 @@ class _Layer:
                 if self.cleanup_async:
                     await callback(*args)
                 else:
-                    _threads._admit(self.name, self.log)  # noqa: SLF001
+                    _threads.admit(self.name, self.log)
                     job = _threads.Job(self.log)
                     await anyio.to_thread.run_sync(
                         job.run, functools.partial(callback, *args), abandon_on_cancel=True
@@ -297,11 +260,11 @@ class _Layer:
         error.__context__ = late
         context = current_context()
         if context is None:
-            emit(self.log.warning, NODE_TIMED_OUT, timeout=self.seconds)
+            emit(self.log.warning, LogEvent.NODE_TIMED_OUT, timeout=self.seconds)
         else:
             emit(
                 self.log.warning,
-                NODE_TIMED_OUT,
+                LogEvent.NODE_TIMED_OUT,
                 timeout=self.seconds,
                 trace_id=context.trace_id,
                 graph_execution_id=context.graph_execution_id,
@@ -311,10 +274,10 @@ class _Layer:
 
     def _cleanup_failed(self, error: NodeTimeoutError, problem: Exception) -> None:
         # On the error path: the text must neither raise nor leak a secret.
-        text = redact_secrets(_safe_str(problem))
+        text = error_text(problem)
         emit(
             self.log.error,
-            ON_TIMEOUT_FAILED,
+            LogEvent.NODE_ON_TIMEOUT_FAILED,
             timeout=self.seconds,
             error_type=type(problem).__name__,
             error=text,
@@ -331,20 +294,10 @@ def _async_timed(
     timed_out = layer.timed_out_async
 
     async def timed(*args: P.args, **kwargs: P.kwargs) -> T:
-        # A bare cancel scope from a backend looked up once: fail_after adds a
-        # generator context manager, more look-ups, and a builtin TimeoutError we
-        # would only replace. Nothing but the deadline cancels this scope, so
-        # cancel_called means "our deadline fired".
-        # On asyncio (a running loop) anyio's scope and clock are the loop's: skip
-        # the backend dispatch, which cost more than a sixth of this layer.
-        # (Inside an asyncio task, that is: with trio in guest mode an asyncio loop
-        # runs too, but trio's callbacks run outside any asyncio task.)
-        loop = _running_loop()
-        if loop is not None and _current_task(loop) is not None:
-            scope = (_asyncio_scope or _learn_asyncio_scope())(deadline=loop.time() + seconds)
-        else:
-            backend = _backend()
-            scope = backend.create_cancel_scope(deadline=backend.current_time() + seconds)
+        # A bare cancel scope: fail_after adds a generator context manager and a
+        # builtin TimeoutError we would only replace. Nothing but the deadline
+        # cancels this scope, so cancel_called means "our deadline fired".
+        scope = CancelScope(deadline=current_time() + seconds)
         late: Exception | None = None
         with scope:
             try:
@@ -695,7 +648,7 @@ class TimeoutController:
 
 
 class _ControllerScope:
-    __slots__ = ("_canceller", "_controller", "_key", "_scope")
+    __slots__ = ("_canceller", "_controller", "_remove", "_scope")
 
     def __init__(self, controller: TimeoutController) -> None:
         self._controller = controller
@@ -704,8 +657,8 @@ class _ControllerScope:
         controller = self._controller
         controller.check()
         self._scope = CancelScope(deadline=current_time() + controller.remaining)
-        self._canceller = _ScopeCanceller(self._scope)
-        self._key = controller.token._subscribe(in_event_loop(self._canceller))  # noqa: SLF001
+        self._canceller = ScopeCanceller(self._scope)
+        self._remove = controller.token.on_cancel(in_event_loop(self._canceller))
         self._scope.__enter__()
         return controller
 
@@ -716,7 +669,7 @@ class _ControllerScope:
         traceback: TracebackType | None,
     ) -> bool:
         self._canceller.active = False
-        self._controller.token._unsubscribe(self._key)  # noqa: SLF001
+        self._remove()
         swallowed = bool(self._scope.__exit__(exc_type, exc, traceback))
         # Not swallowed with a cancel exception in flight: the caller was cancelled
         # too, and that wins.

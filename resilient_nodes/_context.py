@@ -8,11 +8,11 @@ context variables).
 
 from __future__ import annotations
 
-import os
 import threading
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, ClassVar
@@ -21,33 +21,26 @@ import attrs
 
 __all__ = [
     "ExecutionContext",
+    "PendingContext",
+    "activate",
     "create_execution_context",
     "current_context",
+    "deactivate",
     "generate_graph_execution_id",
     "generate_trace_id",
+    "note_attempt",
     "use_context",
 ]
 
 
-def _uuid4_hex() -> str:
-    # What uuid.uuid4().hex gives (the same os.urandom bytes, with the version and
-    # variant bits set as UUID(bytes=..., version=4) sets them) without building a
-    # uuid.UUID, whose pure-Python constructor was most of a node call's context.
-    raw = bytearray(os.urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40
-    raw[8] = raw[8] & 0x3F | 0x80
-    return raw.hex()
-
-
 def generate_trace_id() -> str:
     """A new trace id: 32 lowercase hex digits (W3C / OpenTelemetry shaped)."""
-    return _uuid4_hex()
+    return uuid.uuid4().hex
 
 
 def generate_graph_execution_id() -> str:
     """A new graph execution id (a UUID4 string)."""
-    h = _uuid4_hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return str(uuid.uuid4())
 
 
 def _frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
@@ -182,7 +175,7 @@ def create_execution_context(
     )
 
 
-class _PendingContext:
+class PendingContext:
     """A node call's context, built the first time something asks for it.
 
     Most successful calls never need their context (logging filtered, no retry,
@@ -196,11 +189,11 @@ class _PendingContext:
     through the shared object, as they must.
     """
 
-    __slots__ = ("_built", "_config", "_name", "attempt")
+    __slots__ = ("_built", "_config", "attempt", "name")
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, name: str, config: Mapping[str, Any] | None) -> None:
-        self._name = name
+        self.name = name
         self._config = config
         self._built: ExecutionContext | None = None
         self.attempt = 1
@@ -212,28 +205,38 @@ class _PendingContext:
                 built = self._built
                 if built is None:
                     try:
-                        built = create_execution_context(self._name, config=self._config)
+                        built = create_execution_context(self.name, config=self._config)
                     except Exception:
                         # A config that is not shaped like a RunnableConfig must not
                         # break the error path that asked for the ids.
-                        built = create_execution_context(self._name)
+                        built = create_execution_context(self.name)
                     self._built = built
         return built
 
 
-_current: ContextVar[ExecutionContext | _PendingContext | None] = ContextVar(
+_current: ContextVar[ExecutionContext | PendingContext | None] = ContextVar(
     "resilient_nodes_context", default=None
 )
 
 
-def _note_attempt(attempt: int, node: str | None) -> None:
+def activate(context: ExecutionContext | PendingContext, /) -> Token[Any]:
+    """Make *context* the current one; `deactivate` the token when the call ends."""
+    return _current.set(context)
+
+
+def deactivate(token: Token[Any], /) -> None:
+    """Restore the context that was current before `activate` returned *token*."""
+    _current.reset(token)
+
+
+def note_attempt(attempt: int, node: str | None) -> None:
     """Tell the call of node *node*, if it is the one running now, that attempt *attempt* starts.
 
     Only the node's own retry layer (built with the node's name) counts: a retry
     the impl runs inside an attempt is not an attempt of the node.
     """
     context = _current.get()
-    if isinstance(context, _PendingContext) and context._name == node:  # noqa: SLF001
+    if isinstance(context, PendingContext) and context.name == node:
         context.attempt = attempt
 
 
@@ -245,7 +248,7 @@ def current_context() -> ExecutionContext | None:
     context is built once, and the call counts the attempts the retry started.
     """
     context = _current.get()
-    if isinstance(context, _PendingContext):
+    if isinstance(context, PendingContext):
         built = context.resolve()
         attempt = context.attempt
         return built if built.attempt == attempt else built.with_attempt(attempt)

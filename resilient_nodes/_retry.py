@@ -54,7 +54,6 @@ import inspect
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeVar, cast, overload
 
 import anyio
@@ -65,20 +64,23 @@ from tenacity.stop import stop_after_attempt, stop_base
 from tenacity.wait import wait_base
 
 from ._callables import is_async_callable
+from ._classification import ErrorClassification, classify_error
+from ._context import activate, current_context, deactivate, note_attempt
 from ._control import is_control_flow
 from ._deadline import async_remaining, sync_remaining
-from .cancel import sleep_unless_cancelled, sync_cancel_token
-from .classification import ErrorClassification, classify_error
-from .context import _current, _note_attempt, current_context
-from .errors import ConfigError, NodeRetryExhaustedError, _safe_str
-from .logging import NODE_RETRY_SCHEDULED, emit, get_logger
-from .sanitize import redact_secrets
+from ._logging import LogEvent, emit, get_logger
+from ._sanitize import error_text
+from ._switches import Rng, switches
+from ._tokens import sleep_unless_cancelled, sync_cancel_token
+from .errors import ConfigError, NodeRetryExhaustedError
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Coroutine
+
     from tenacity import BaseRetrying
 
-    from .config import RetryConfig
-    from .context import ExecutionContext
+    from ._config import RetryConfig
+    from ._context import ExecutionContext
 
 # The public surface, re-exported from `resilient_nodes`. The tenacity strategy
 # classes below are importable from this module for tenacity users, but stay out of
@@ -94,16 +96,9 @@ __all__ = [
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
-NODE_ON_RETRY_FAILED: Final = "node.on_retry_failed"
-NODE_RETRY_PREDICATE_FAILED: Final = "node.retry_predicate_failed"
 
 _INFO: Final = 20
-_MESSAGE_LIMIT: Final = 500
 _CALLBACK_FIELDS: Final = ("attempt", "error", "delay", "context")
-
-Rng = random.Random | Callable[[], float]
-"""A random source for jitter: a `random.Random`, or a callable returning [0, 1)."""
-
 
 # --- pure maths ------------------------------------------------------------------------
 
@@ -278,9 +273,9 @@ class RetryPredicate(retry_base):
                 self._log = get_logger(node=self._name)
             emit(
                 self._log.warning,
-                NODE_RETRY_PREDICATE_FAILED,
+                LogEvent.NODE_RETRY_PREDICATE_FAILED,
                 error_type=type(failure).__name__,
-                error_message=_error_text(failure),
+                error_message=error_text(failure),
                 judged_error_type=type(error).__name__,
             )
             return False
@@ -310,7 +305,7 @@ class BackoffWait(wait_base):
         return retry_delay(
             retry_state.attempt_number,
             self._config,
-            rng=self._rng or _hooks.rng,
+            rng=self._rng or switches.rng,
             retry_after=retry_after,
         )
 
@@ -330,29 +325,7 @@ class DeadlineStop(stop_base):
         return retry_state.upcoming_sleep >= self._remaining()
 
 
-# --- testing hooks (set by resilient_nodes.testing) -----------------------------------
-
-
-class _Hooks:
-    """Process-global test switches, read only when a backoff sleep is due."""
-
-    __slots__ = ("async_sleep", "rng", "sync_sleep", "zero_backoff")
-
-    def __init__(self) -> None:
-        self.zero_backoff = False
-        self.rng: Rng | None = None
-        self.sync_sleep: Callable[[float], object] | None = None
-        self.async_sleep: Callable[[float], Awaitable[object]] | None = None
-
-
-_hooks: Final = _Hooks()
-
-
 # --- the retry loop ----------------------------------------------------------------------
-
-
-def _error_text(error: BaseException) -> str:
-    return redact_secrets(_safe_str(error, _MESSAGE_LIMIT))
 
 
 def _callback_fields(callback: Callable[..., Any]) -> tuple[str, ...]:
@@ -416,7 +389,7 @@ class _Retrier:
             raise error
         if self._stop(rs):
             raise NodeRetryExhaustedError(rs.attempt_number, error, node=self.name) from error
-        delay = 0.0 if _hooks.zero_backoff else self._wait(rs)
+        delay = 0.0 if switches.zero_backoff else self._wait(rs)
         rs.upcoming_sleep = delay
         return delay
 
@@ -448,12 +421,12 @@ class _Retrier:
                 "attempt": attempt,
                 "delay": delay,
                 "error_type": type(error).__name__,
-                "error_message": _error_text(error),
+                "error_message": error_text(error),
             }
             if context is not None:
                 fields["trace_id"] = context.trace_id
                 fields["graph_execution_id"] = context.graph_execution_id
-            emit(self._log.info, NODE_RETRY_SCHEDULED, **fields)
+            emit(self._log.info, LogEvent.NODE_RETRY_SCHEDULED, **fields)
         if self._callback is None:
             return None
         values = {"attempt": attempt, "error": error, "delay": delay, "context": context}
@@ -469,10 +442,10 @@ class _Retrier:
             raise failure
         emit(
             self._log.warning,
-            NODE_ON_RETRY_FAILED,
+            LogEvent.NODE_ON_RETRY_FAILED,
             attempt=attempt,
             error_type=type(failure).__name__,
-            error_message=_error_text(failure),
+            error_message=error_text(failure),
         )
 
     def run_sync(
@@ -498,26 +471,26 @@ class _Retrier:
                 # on_retry took time of the budget too: check again before sleeping.
                 raise self.stopped_early(rs, error) from error
             cancel_token = sync_cancel_token()
-            if cancel_token is None or _hooks.sync_sleep is not None:
-                (_hooks.sync_sleep or time.sleep)(delay)
+            if cancel_token is None or switches.sync_sleep is not None:
+                (switches.sync_sleep or time.sleep)(delay)
             if cancel_token is not None:
                 # The caller was released when the token was set: this thread is
                 # abandoned, and must not make another attempt.
-                wait = 0.0 if _hooks.sync_sleep else delay
+                wait = 0.0 if switches.sync_sleep else delay
                 sleep_unless_cancelled(wait, cancel_token, name=self.name)
             rs.prepare_for_next_attempt()
-            _note_attempt(rs.attempt_number, self.name)
+            note_attempt(rs.attempt_number, self.name)
             token = None
             if outer is not None:
                 context = outer.with_attempt(rs.attempt_number)
-                token = _current.set(context)
+                token = activate(context)
             try:
                 return fn(*args, **kwargs)
             except Exception as failure:
                 error = failure
             finally:
                 if token is not None:
-                    _current.reset(token)
+                    deactivate(token)
 
     async def run_async(
         self,
@@ -548,20 +521,20 @@ class _Retrier:
                 # on_retry took time of the budget too: check again before sleeping.
                 await anyio.lowlevel.checkpoint_if_cancelled()
                 raise self.stopped_early(rs, error) from error
-            await (_hooks.async_sleep or anyio.sleep)(delay)
+            await (switches.async_sleep or anyio.sleep)(delay)
             rs.prepare_for_next_attempt()
-            _note_attempt(rs.attempt_number, self.name)
+            note_attempt(rs.attempt_number, self.name)
             token = None
             if outer is not None:
                 context = outer.with_attempt(rs.attempt_number)
-                token = _current.set(context)
+                token = activate(context)
             try:
                 return await fn(*args, **kwargs)
             except Exception as failure:
                 error = failure
             finally:
                 if token is not None:
-                    _current.reset(token)
+                    deactivate(token)
 
 
 def _discard(awaitable: Awaitable[object]) -> None:

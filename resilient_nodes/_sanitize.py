@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import Final
 
-from .errors import ErrorCode, NodeExecutionError, _safe_str
+from ._text import safe_text
+from .errors import ErrorCode, NodeExecutionError
 
-__all__ = ["normalize_error", "redact_secrets", "sanitize_traceback"]
+__all__ = ["error_text", "normalize_error", "redact_secrets", "sanitize_traceback"]
 
 _REDACTED: Final = "[REDACTED]"
 
@@ -98,6 +99,11 @@ def redact_secrets(text: str) -> str:
     text = _KEY_SHAPES.sub(_REDACTED, text)
     text = _KEY_VALUE.sub(_redact_value, text)
     return _HOME.sub("~", text)
+
+
+def error_text(error: object, /, limit: int = 500) -> str:
+    """An error's message for a log line: bounded, secrets redacted, never raising."""
+    return redact_secrets(safe_text(error, limit))
 
 
 def _absolute(path: str) -> str:
@@ -223,7 +229,7 @@ def sanitize_traceback(
 
 def _fallback_text(error: object) -> str:
     try:
-        return f"{type(error).__name__}: {_safe_str(error)}\n"
+        return f"{type(error).__name__}: {safe_text(error)}\n"
     except Exception:  # pragma: no cover - _safe_str never raises
         return "<unformattable error>\n"
 
@@ -255,11 +261,11 @@ def normalize_error(value: object, /) -> BaseException:
         if from_mapping is not None:
             return from_mapping
     if isinstance(value, str):
-        message = _safe_str(value, limit=10_000)
+        message = safe_text(value, 10_000)
     elif value is None:
         message = "unknown error (None was given as the error)"
     else:
-        message = f"non-exception error value: {_safe_str(value)}"
+        message = f"non-exception error value: {safe_text(value)}"
     return NodeExecutionError(message)
 
 
@@ -270,7 +276,7 @@ def _from_mapping(value: Mapping[object, object]) -> NodeExecutionError | None:
         return None
     if message is None:
         return None
-    error = NodeExecutionError(_safe_str(message, limit=10_000))
+    error = NodeExecutionError(safe_text(message, 10_000))
     if isinstance(code, str) and code in ErrorCode.__members__:
         error.code = ErrorCode[code]
     return error

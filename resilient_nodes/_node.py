@@ -31,20 +31,20 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Generic, Optional, TypeVar, overload
 
 from ._callables import is_async_callable
+from ._cancel import call_with_cancel_token, call_with_cancel_token_sync
+from ._context import PendingContext, activate, deactivate
 from ._control import is_control_flow
-from .cancel import call_with_cancel_token, call_with_cancel_token_sync
-from .context import _current, _PendingContext
+from ._logging import LogEvent, emit, get_logger
+from ._policy import Policy, build_pipeline
+from ._records import create_error_update
 from .errors import ConfigError, NodeRetryExhaustedError, NodeValidationError
-from .logging import NODE_FAILED, NODE_STARTED, NODE_SUCCEEDED, emit, get_logger
-from .policy import Policy, build_pipeline
-from .state import create_error_update
 
 if TYPE_CHECKING:
     from contextvars import Token
 
     from langchain_core.runnables import RunnableConfig
 
-    from .breaker import NodeCircuitBreaker
+    from ._breaker import NodeCircuitBreaker
 else:
     try:
         from langchain_core.runnables import RunnableConfig
@@ -135,7 +135,7 @@ def _cancel_token(config: Mapping[str, Any] | None) -> Any:
     return configurable.get("cancel_token")
 
 
-class _NodeCall(_PendingContext):
+class _NodeCall(PendingContext):
     """One node call: its pending context, made current, and what its events carry.
 
     One object per call on purpose: with thousands of calls in flight, every
@@ -145,18 +145,13 @@ class _NodeCall(_PendingContext):
     __slots__ = ("started", "story_id", "token")
 
     def __init__(self, name: str, config: Mapping[str, Any] | None, story_id: object) -> None:
-        # _PendingContext's fields, set here rather than through super().__init__:
-        # this runs on every node call, and the extra call is a tenth of its cost.
-        self._name = name
-        self._config = config
-        self._built = None
-        self.attempt = 1
+        super().__init__(name, config)
         self.story_id = story_id
-        self.token: Token[Any] = _current.set(self)
+        self.token: Token[Any] = activate(self)
         self.started = time.perf_counter()
 
     def close(self) -> None:
-        _current.reset(self.token)
+        deactivate(self.token)
 
     def fields(self) -> dict[str, Any]:
         """The ids every event of this call carries (building the context if needed)."""
@@ -257,7 +252,7 @@ class _NodeShell(Generic[S, U]):
         if self._log_levels[0]:
             # Per-call ids travel as event fields: binding a new logger per call
             # would cost an allocation even when the level is filtered out.
-            emit(log.debug, NODE_STARTED, attempt=1, **call.fields())
+            emit(log.debug, LogEvent.NODE_STARTED, attempt=1, **call.fields())
         return call
 
     def _finish(self, result: object, call: _NodeCall) -> Any:
@@ -278,7 +273,7 @@ class _NodeShell(Generic[S, U]):
         if self._log_levels[1]:
             emit(
                 self._logger().info,
-                NODE_SUCCEEDED,
+                LogEvent.NODE_SUCCEEDED,
                 duration_ms=_elapsed_ms(call.started),
                 **call.fields(),
             )
@@ -305,7 +300,7 @@ class _NodeShell(Generic[S, U]):
         attempts = max(call.attempt, exhausted)
         emit(
             self._logger().warning,
-            NODE_FAILED,
+            LogEvent.NODE_FAILED,
             duration_ms=_elapsed_ms(call.started),
             error_type=type(error).__name__,
             attempts=attempts,

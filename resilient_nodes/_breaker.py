@@ -22,7 +22,7 @@ the breaker is correct for concurrent async and threaded callers:
 
 What counts as a failure
 ------------------------
-The error is classified with `resilient_nodes.classification.classify_error`:
+The error is classified with `resilient_nodes._classification.classify_error`:
 
 ======================================================  ==========================
 category                                                effect on the breaker
@@ -60,7 +60,7 @@ Any object with the `BreakerStorage` shape (pybreaker's storage interface) can b
 passed instead; then every admission re-reads the stored state, so a transition made
 by another process is noticed (and logged) on the next call.
 
-A storage that mirrors a remote store (`resilient_nodes.redis_storage`) offers
+A storage that mirrors a remote store (`resilient_nodes._redis_storage`) offers
 ``for_breaker(name, *, config, clock)``, which returns this breaker's own view of
 it. Such a view also has ``sync()`` (take in what the remote store said, called
 under our lock before every read, so the state never changes in the middle of a
@@ -86,12 +86,12 @@ import attrs
 import pybreaker as _pb
 
 from ._callables import is_async_callable
+from ._classification import ErrorCategory, classify_error
+from ._config import BreakerConfig
 from ._control import is_control_flow
-from .cancel import is_token_cancelled, sync_cancel_token, token_reason
-from .classification import ErrorCategory, classify_error
-from .config import BreakerConfig
-from .errors import ErrorCode, NodeCancellationError, NodeCircuitOpenError, format_message
-from .logging import BREAKER_STATE_CHANGED, emit, get_logger
+from ._logging import LogEvent, emit, get_logger
+from ._tokens import is_token_cancelled, sync_cancel_token, token_reason
+from .errors import NodeCancellationError, NodeCircuitOpenError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -262,22 +262,18 @@ class _Epoch(AdmissionTicket):
     nothing; ``ticket is breaker._epoch`` is then the whole staleness check.
     """
 
-    __slots__ = ("failure_count", "recover_at", "rejections", "state")
+    __slots__ = ("failure_count", "recover_at", "state")
 
     def __init__(self, state: BreakerState, failure_count: int, recover_at: float) -> None:
         self.state = state
         self.failure_count = failure_count
         self.recover_at = recover_at
-        self.rejections: dict[str, _Rejection] = {}
 
     def reject(self, node: str, remaining: float) -> NodeCircuitOpenError:
         """The error for a call to *node* rejected *remaining* seconds before recovery."""
-        return (self.rejections.get(node) or self.rejection(node)).error(remaining)
-
-    def rejection(self, node: str) -> _Rejection:
-        """The (new) rejection builder for *node*."""
-        rejection = self.rejections[node] = _Rejection(node, self.failure_count)
-        return rejection
+        return NodeCircuitOpenError(
+            failure_count=self.failure_count, recovery_time=remaining, node=node
+        )
 
 
 class _Probe(AdmissionTicket):
@@ -306,83 +302,14 @@ def _succeed() -> None:
     return None
 
 
-_RT_MARK: Final = "\x00recovery\x00"
-
-
-class _Rejection:
-    """Builds the rejections of one node in one open epoch, cheaply.
-
-    A rejection is the hot path of an open circuit, and the error's own
-    constructor (template formatting, ``round``) costs several times a whole
-    admitted call. So the error is built once through its constructor as a
-    prototype, and each rejection is a copy of it with its own ``recovery_time``
-    and message. The message text is split around the recovery time once, and
-    memoised per half millisecond of remaining time, the resolution it is printed
-    at.
-    """
-
-    __slots__ = ("_cache", "_fields", "_head", "_proto", "_tail")
-
-    def __init__(self, node: str, failure_count: int) -> None:
-        self._proto = NodeCircuitOpenError(
-            failure_count=failure_count, recovery_time=0.0, node=node
-        )
-        # The instance dict the constructor fills; each rejection gets a copy.
-        self._fields = dict(self._proto.__dict__)
-        text = format_message(
-            ErrorCode.CIRCUIT_OPEN, node=node, failure_count=failure_count, recovery_time=_RT_MARK
-        )
-        head, mark, tail = text.partition(_RT_MARK)
-        self._head: str | None = head if mark else None
-        self._tail = tail
-        # (bucket start, bucket end, message) for the half millisecond of remaining
-        # time last rendered: one tuple, so threads swap it atomically. A time
-        # strictly between the bounds prints the same.
-        self._cache: tuple[float, float, str] = (1.0, 0.0, "")
-
-    def error(self, remaining: float) -> NodeCircuitOpenError:
-        """A fresh error for a call rejected *remaining* seconds before recovery."""
-        cache = self._cache
-        if not cache[0] < remaining < cache[1]:
-            cache = self._render(remaining)
-        error = _new_open_error(NodeCircuitOpenError, cache[2])
-        fields = self._fields.copy()
-        fields["recovery_time"] = remaining
-        error.__dict__ = fields
-        return error
-
-    def _render(self, remaining: float) -> tuple[float, float, str]:
-        if self._head is None:  # a template that does not show the recovery time
-            proto = self._proto
-            message = NodeCircuitOpenError(
-                failure_count=proto.failure_count, recovery_time=remaining, node=proto.node
-            ).message
-        else:
-            # The rendering errors.format_message gives the recovery time.
-            message = f"{self._head}{round(remaining, 3):g}{self._tail}"
-        bucket = int(remaining * 2000.0)
-        cache = (bucket / 2000.0, (bucket + 1) / 2000.0, message)
-        # Kept only for a time strictly inside its half millisecond: on a bucket
-        # edge (k/2000 exactly) the rounding to milliseconds can go either way,
-        # so an edge is rendered on its own, never shared.
-        if cache[0] < remaining < cache[1]:
-            self._cache = cache
-        return cache
-
-
-_new_open_error: Final = NodeCircuitOpenError.__new__
-
-
 class _Listener(_pb.CircuitBreakerListener):
     """Turns pybreaker's transitions into new epochs; runs under the breaker's lock."""
 
-    def __init__(self, owner: NodeCircuitBreaker) -> None:
-        self._owner = owner
+    def __init__(self, on_transition: Callable[[BreakerState | None, BreakerState], None]) -> None:
+        self._on_transition = on_transition
 
     def state_change(self, _cb: object, old: Any, new: Any) -> None:
-        self._owner._on_transition(  # noqa: SLF001 - the listener is part of the breaker
-            _FROM_PB[old.name] if old is not None else None, _FROM_PB[new.name]
-        )
+        self._on_transition(_FROM_PB[old.name] if old is not None else None, _FROM_PB[new.name])
 
 
 class NodeCircuitBreaker:
@@ -444,7 +371,7 @@ class NodeCircuitBreaker:
             fail_max=self.config.failure_threshold,
             reset_timeout=self._recovery,
             success_threshold=self.config.success_threshold,
-            listeners=[_Listener(self)],
+            listeners=[_Listener(self._on_transition)],
             state_storage=cast("Any", self._storage),
             name=name,
             # Our private failure comes back out, not a CircuitBreakerError.
@@ -553,7 +480,7 @@ class NodeCircuitBreaker:
             method = self._log.warning if new is _OPEN else self._log.info
             emit(
                 method,
-                BREAKER_STATE_CHANGED,
+                LogEvent.BREAKER_STATE_CHANGED,
                 old_state=old.value if old is not None else None,
                 new_state=new.value,
                 failure_count=failures,
@@ -843,35 +770,15 @@ def wrap_breaker(fn: Callable[_P, Any], breaker: NodeCircuitBreaker, /, *, name:
     return functools.update_wrapper(shell(fn, breaker, name), fn)
 
 
-# The shells inline `admit`'s lock-free paths (closed: admit; open before the
-# recovery time: reject): a call costs one frame less, and a rejection is raised
-# here instead of two frames deeper (each frame a raise passes adds to the
-# traceback). Everything else goes through `admit`, so behaviour is the same.
-# The error itself is built by `_Rejection.error`, not inline: a local variable
-# holding it would tie the exception to this frame through its traceback, a
-# cycle only the garbage collector frees (measured when tried: a rejection cost
-# 1.6x as much).
-
-
 def _async_shell(
     fn: Callable[..., Any], breaker: NodeCircuitBreaker, name: str
 ) -> Callable[..., Any]:
     afn = cast("Callable[..., Awaitable[Any]]", fn)
     admit = breaker.admit
     release = breaker.release
-    fast = breaker._fast  # noqa: SLF001 - the shells belong to the breaker
-    clock = breaker._clock  # noqa: SLF001
 
     async def guarded(*args: Any, **kwargs: Any) -> Any:
-        epoch = breaker._epoch  # noqa: SLF001
-        if epoch.state is _CLOSED and fast:
-            ticket: AdmissionTicket = epoch
-        else:
-            if fast and epoch.state is _OPEN:
-                remaining = epoch.recover_at - clock()
-                if remaining > 0.0:
-                    raise (epoch.rejections.get(name) or epoch.rejection(name)).error(remaining)
-            ticket = admit(node=name)
+        ticket = admit(node=name)
         try:
             result = await afn(*args, **kwargs)
         except BaseException as error:
@@ -888,19 +795,9 @@ def _sync_shell(
 ) -> Callable[..., Any]:
     admit = breaker.admit
     release = breaker.release
-    fast = breaker._fast  # noqa: SLF001
-    clock = breaker._clock  # noqa: SLF001
 
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        epoch = breaker._epoch  # noqa: SLF001
-        if epoch.state is _CLOSED and fast:
-            ticket: AdmissionTicket = epoch
-        else:
-            if fast and epoch.state is _OPEN:
-                remaining = epoch.recover_at - clock()
-                if remaining > 0.0:
-                    raise (epoch.rejections.get(name) or epoch.rejection(name)).error(remaining)
-            ticket = admit(node=name)
+        ticket = admit(node=name)
         try:
             result = fn(*args, **kwargs)
         except BaseException as error:

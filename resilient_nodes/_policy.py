@@ -31,14 +31,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, ParamSpec, TypeVar, over
 
 import attrs
 
-from . import config as _config
+from . import _config
+from ._breaker import NodeCircuitBreaker, wrap_breaker
 from ._callables import callable_name
-from .breaker import NodeCircuitBreaker, wrap_breaker
-from .chaos import ChaosConfig, wrap_chaos
-from .config import BreakerConfig, RetryConfig, TimeoutConfig, load_config, unstructure_config
+from ._chaos import ChaosConfig, wrap_chaos
+from ._config import BreakerConfig, RetryConfig, TimeoutConfig, load_config, unstructure_config
+from ._retry import wrap_retry
+from ._timeout import wrap_timeout
 from .errors import ConfigError
-from .retry import wrap_retry
-from .timeout import wrap_timeout
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -380,7 +380,7 @@ class Policy:
         max_hang: _config.Seconds = 60.0,
         seed: int | None = None,
     ) -> Policy:
-        """Inject faults into whatever this layer encloses (see `resilient_nodes.chaos`).
+        """Inject faults into whatever this layer encloses (see `resilient_nodes._chaos`).
 
         Args:
             error_rate: Probability per call of raising one of *errors*.
@@ -574,7 +574,7 @@ def _storage_from_dict(data: object, where: str) -> Any:
     if not isinstance(data, Mapping) or data.get("type") != "redis":
         raise ConfigError([(where, 'must be a table with type = "redis"')])
     try:
-        from .redis_storage import (  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415 - optional extra
+        from ._redis_storage import (  # type: ignore[import-not-found,unused-ignore]  # noqa: PLC0415 - optional extra
             RedisBreakerStorage,
         )
     except ImportError as error:  # pragma: no cover - depends on the installed extras

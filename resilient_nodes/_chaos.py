@@ -56,21 +56,20 @@ import anyio
 import attrs
 
 from ._callables import is_async_callable
+from ._config import checked_duration
 from ._deadline import sync_remaining
-from .config import _checked_duration
-from .errors import ConfigError
-from .logging import emit, get_logger
+from ._logging import LogEvent, emit, get_logger
+from .errors import ChaosHangError, ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
     from datetime import timedelta
 
-__all__ = ["CHAOS_INJECTED", "ChaosConfig", "ChaosHangError", "wrap_chaos"]
+__all__ = ["ChaosConfig", "wrap_chaos"]
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
-CHAOS_INJECTED: Final = "chaos.injected"
 
 # How long past the enclosing sync deadline a sync hang lasts: long enough that
 # the timeout surely fires first, short enough that the abandoned thread ends soon.
@@ -80,12 +79,8 @@ ErrorSpec = type[Exception] | Callable[[], Exception]
 """An injectable error: an exception class, or a factory returning an exception."""
 
 
-class ChaosHangError(TimeoutError):
-    """A sync call hung by the chaos layer finally gave up (see the module docs)."""
-
-
 def _duration(value: object, name: str, problems: list[tuple[str, str]]) -> float:
-    return _checked_duration(value, name, problems, positive=False, default=0.0)
+    return checked_duration(value, name, problems, positive=False, default=0.0)
 
 
 def _rate(value: object, name: str, problems: list[tuple[str, str]]) -> float:
@@ -288,7 +283,7 @@ class _Injector:
         return slow, hang, error
 
     def note(self, fault: str, **fields: Any) -> None:
-        emit(self._log.info, CHAOS_INJECTED, fault=fault, **fields)
+        emit(self._log.info, LogEvent.CHAOS_INJECTED, fault=fault, **fields)
 
     def sync_hang(self) -> float:
         remaining = sync_remaining()
