@@ -835,6 +835,28 @@ def test_rejection_with_a_template_lacking_the_recovery_time(
     assert caught.value.recovery_time > 0
 
 
+def test_rejection_messages_match_the_constructor() -> None:
+    """The memoised rejection message is the one the error's constructor renders.
+
+    Remaining times are swept in rising and falling order across millisecond
+    rounding edges, so the memo is primed by a neighbour each time.
+    """
+    breaker = NodeCircuitBreaker("node", failure_threshold=1, recovery_timeout=60)
+    breaker.record_failure(ConnectionError("down"))
+    times = [k / 4000.0 for k in range(1, 8_001)]
+    checked = 0
+    for remaining in [*times, *reversed(times), math.nextafter(0.0005, 0.0), 0.0005]:
+        got = breaker._epoch.reject("node", remaining)
+        direct = NodeCircuitOpenError(failure_count=1, recovery_time=remaining, node="node")
+        assert (got.args, got.recovery_time, got.failure_count) == (
+            direct.args,
+            direct.recovery_time,
+            direct.failure_count,
+        ), remaining
+        checked += 1
+    assert checked > 16_000
+
+
 def test_circuit_open_error_mixes_with_os_errors() -> None:
     """Users can derive from NodeCircuitOpenError and an OSError-family class."""
 
