@@ -6,6 +6,7 @@ import abc
 import contextlib
 import functools
 import inspect
+import math
 import pickle
 import threading
 import traceback
