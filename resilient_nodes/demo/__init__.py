@@ -1218,7 +1218,3 @@ def _discard_stdout() -> None:
         os.close(devnull)
     except (OSError, ValueError):  # pragma: no cover - no real stdout to redirect
         pass
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
