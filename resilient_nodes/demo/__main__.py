@@ -1,6 +1,6 @@
-"""``python -m resilient_nodes.demo``: the command line of the demo."""
+"""``python -m resilient_nodes.demo``: runs `cli.main` and exits with its status."""
 
-from resilient_nodes.demo import main
+from .cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())
