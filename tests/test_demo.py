@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from resilient_nodes import ErrorCode, LogEvent
-from resilient_nodes.demo import Check, DemoReport, StoryResult, main, render_summary, run_demo
+from resilient_nodes.demo import Check, DemoReport, StoryResult, cli, main, render_summary, run_demo
 from resilient_nodes.demo.display import WIDTH, Display, Recorder, is_tty
 from resilient_nodes.demo.graph import NODE_ORDER
 from resilient_nodes.demo.report import CLOCK_SLACK
@@ -227,6 +227,60 @@ def test_module_runs_as_a_script() -> None:
     assert "Failure modes shown" in result.stdout
     assert result.stdout.count("[x]") == 5
     assert "Traceback" not in result.stderr
+
+
+# Runs the demo as `python -m` would, with langgraph (and langchain_core, which
+# comes with it) unimportable, as on an install without the extra.
+WITHOUT_LANGGRAPH = (
+    "import runpy, sys\n"
+    "sys.modules['langgraph'] = sys.modules['langchain_core'] = None\n"
+    "runpy.run_module('resilient_nodes.demo', run_name='__main__', alter_sys=True)\n"
+)
+
+
+def test_without_langgraph_the_command_names_the_extra() -> None:
+    """No langgraph: a one-line error on stderr says what to install; exit status 1."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(  # noqa: S603 - our own interpreter and code, no shell
+        [sys.executable, "-c", WITHOUT_LANGGRAPH, "--quiet"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("python -m resilient_nodes.demo: ")
+    assert "needs the 'langgraph' extra: pip install 'resilient-nodes[langgraph]'" in line
+
+
+def test_main_without_langgraph_leaves_logging_as_it_was(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In process: main returns 1, names the extra on stderr, and restores structlog."""
+    monkeypatch.setitem(sys.modules, "langgraph", None)
+    monkeypatch.setitem(sys.modules, "langgraph.graph", None)  # already imported here
+    before = structlog.get_config()
+    assert main(["--quiet"]) == 1
+    assert structlog.get_config() == before
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "pip install 'resilient-nodes[langgraph]'" in captured.err
+
+
+def test_main_lets_other_missing_modules_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the missing extra becomes a one-line message; any other import error propagates."""
+
+    def broken(**_: object) -> DemoReport:
+        raise ModuleNotFoundError("No module named 'typo'", name="typo")
+
+    monkeypatch.setattr(cli, "run_demo", broken)
+    with pytest.raises(ModuleNotFoundError, match="typo"):
+        main([])
 
 
 def test_closed_pipe_ends_quietly() -> None:

@@ -1,7 +1,8 @@
 """The command line: ``python -m resilient_nodes.demo [--seed N] [--quiet]``.
 
-Parses the arguments, runs the demo on stdout, and ends quietly when the reader
-goes away early (``| head``).
+Parses the arguments, runs the demo on stdout, says which extra to install when
+langgraph is missing, and ends quietly when the reader goes away early
+(``| head``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns:
         The exit status: 0 once the batch has run (the summary says which
         failure modes were shown), also when stdout was closed early
-        (``| head``): the rest of the output is dropped.
+        (``| head``): the rest of the output is dropped. 1 when langgraph is
+        not installed, with a line on stderr saying which extra to install.
     """
     parser = argparse.ArgumentParser(
         prog="python -m resilient_nodes.demo",
@@ -42,7 +44,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--quiet", action="store_true", help="no progress display, only the summary"
     )
     args = parser.parse_args(argv)
-    run_demo(seed=args.seed, out=sys.stdout, progress=not args.quiet)
+    try:
+        run_demo(seed=args.seed, out=sys.stdout, progress=not args.quiet)
+    except ModuleNotFoundError as error:
+        if error.name != "langgraph":
+            raise
+        # A missing extra is a setup step, not a bug: one line, no traceback.
+        sys.stderr.write(f"{parser.prog}: {error}\n")
+        return 1
     try:
         sys.stdout.flush()
     except (BrokenPipeError, ValueError):

@@ -27,12 +27,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ATTEMPT_TIMEOUT",
+    "INSTALL_LANGGRAPH",
     "NODE_ORDER",
     "RECOVERY_TIMEOUT",
     "build_graph",
     "policies",
     "route",
 ]
+
+INSTALL_LANGGRAPH: Final = "pip install 'resilient-nodes[langgraph]'"
+"""What installs the one dependency the demo adds to the library's own."""
 
 NODE_ORDER: Final = ("outline", "research", "draft", "check", "publish", "handle_error")
 
@@ -104,8 +108,19 @@ def build_graph(
 
     Returns:
         The compiled graph, and node name to node.
+
+    Raises:
+        ModuleNotFoundError: langgraph is not installed; the message says which
+            extra to install, and ``name`` is ``"langgraph"`` whatever module
+            was found missing on the way.
     """
-    from langgraph.graph import END, START, StateGraph  # noqa: PLC0415 - optional extra
+    try:
+        from langgraph.graph import END, START, StateGraph  # noqa: PLC0415 - optional extra
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            f"the demo needs the 'langgraph' extra: {INSTALL_LANGGRAPH} ({error})",
+            name="langgraph",
+        ) from error
 
     impls: dict[str, Callable[[StoryState], Any]] = {
         "outline": services.outline,
