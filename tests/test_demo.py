@@ -16,22 +16,11 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from resilient_nodes import ErrorCode, LogEvent
-from resilient_nodes.demo import (
-    CLOCK_SLACK,
-    NODE_ORDER,
-    RETRY_AFTER,
-    WIDTH,
-    Check,
-    DemoReport,
-    StoryResult,
-    _Display,
-    _is_tty,
-    _plan,
-    _Recorder,
-    main,
-    render_summary,
-    run_demo,
-)
+from resilient_nodes.demo import Check, DemoReport, StoryResult, cli, main, render_summary, run_demo
+from resilient_nodes.demo.display import WIDTH, Display, Recorder, is_tty
+from resilient_nodes.demo.graph import NODE_ORDER
+from resilient_nodes.demo.report import CLOCK_SLACK
+from resilient_nodes.demo.services import RETRY_AFTER, schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -194,14 +183,14 @@ def test_same_seed_same_report_and_caller_logging_untouched(report: DemoReport) 
 
 def test_other_seed_other_schedule() -> None:
     """Another seed draws another schedule (titles and 503s), same storyline."""
-    assert _plan(3) != _plan(7)
-    assert _plan(7) == _plan(7)
+    assert schedule(3) != schedule(7)
+    assert schedule(7) == schedule(7)
 
 
 @given(st.integers(min_value=0, max_value=2**32))
 def test_every_seed_schedules_every_failure_mode(seed: int) -> None:
     """Whatever the seed, the schedule has 503s, a 429 + hang, and a truncated draft."""
-    plans = _plan(seed)
+    plans = schedule(seed)
     assert len({p.title for p in plans}) == len(plans) == 7
     assert any(p.outline_503s == 2 for p in plans)
     assert all(0 <= p.outline_503s <= 2 for p in plans)  # the LLM preset makes 3 attempts
@@ -238,6 +227,60 @@ def test_module_runs_as_a_script() -> None:
     assert "Failure modes shown" in result.stdout
     assert result.stdout.count("[x]") == 5
     assert "Traceback" not in result.stderr
+
+
+# Runs the demo as `python -m` would, with langgraph (and langchain_core, which
+# comes with it) unimportable, as on an install without the extra.
+WITHOUT_LANGGRAPH = (
+    "import runpy, sys\n"
+    "sys.modules['langgraph'] = sys.modules['langchain_core'] = None\n"
+    "runpy.run_module('resilient_nodes.demo', run_name='__main__', alter_sys=True)\n"
+)
+
+
+def test_without_langgraph_the_command_names_the_extra() -> None:
+    """No langgraph: a one-line error on stderr says what to install; exit status 1."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(  # noqa: S603 - our own interpreter and code, no shell
+        [sys.executable, "-c", WITHOUT_LANGGRAPH, "--quiet"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("python -m resilient_nodes.demo: ")
+    assert "needs the 'langgraph' extra: pip install 'resilient-nodes[langgraph]'" in line
+
+
+def test_main_without_langgraph_leaves_logging_as_it_was(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In process: main returns 1, names the extra on stderr, and restores structlog."""
+    monkeypatch.setitem(sys.modules, "langgraph", None)
+    monkeypatch.setitem(sys.modules, "langgraph.graph", None)  # already imported here
+    before = structlog.get_config()
+    assert main(["--quiet"]) == 1
+    assert structlog.get_config() == before
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "pip install 'resilient-nodes[langgraph]'" in captured.err
+
+
+def test_main_lets_other_missing_modules_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the missing extra becomes a one-line message; any other import error propagates."""
+
+    def broken(**_: object) -> DemoReport:
+        raise ModuleNotFoundError("No module named 'typo'", name="typo")
+
+    monkeypatch.setattr(cli, "run_demo", broken)
+    with pytest.raises(ModuleNotFoundError, match="typo"):
+        main([])
 
 
 def test_closed_pipe_ends_quietly() -> None:
@@ -279,20 +322,20 @@ def test_display_degrades_to_plain_lines() -> None:
     """Odd streams count as not a terminal; no output at all when out is None."""
     closed = io.StringIO()
     closed.close()
-    assert not _is_tty(closed)
-    assert _is_tty(FakeTerminal())
-    silent = _Display(None, progress=True)
+    assert not is_tty(closed)
+    assert is_tty(FakeTerminal())
+    silent = Display(None, progress=True)
     silent.line("x")
     silent.status("y")
     silent.write("z")
     silent.close()
     gone = io.StringIO()
     gone.close()
-    display = _Display(gone, progress=True)
+    display = Display(gone, progress=True)
     display.line("to a closed stream")  # no error: the display just stops
     display.write("summary")
     quiet = io.StringIO()
-    display = _Display(quiet, progress=False)
+    display = Display(quiet, progress=False)
     display.line("hidden")
     display.write("shown")
     assert quiet.getvalue() == "shown"
@@ -301,7 +344,7 @@ def test_display_degrades_to_plain_lines() -> None:
 def test_unknown_library_events_are_still_shown() -> None:
     """A library event the display has no wording for is shown by its name."""
     out = io.StringIO()
-    recorder = _Recorder(_Display(out, progress=True), 1)
+    recorder = Recorder(Display(out, progress=True), 1)
     recorder.observe({"event": "node.on_timeout_failed", "node": "draft"})
     recorder.observe({"event": "something.else", "node": "draft"})
     assert [e.kind for e in recorder.events] == ["node.on_timeout_failed"]
