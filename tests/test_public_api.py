@@ -123,7 +123,27 @@ def _isort_key(name: str) -> tuple[int, list[int | str]]:
 
 
 def _modules() -> dict[str, ast.Module]:
-    return {path.stem: ast.parse(path.read_text()) for path in sorted(PACKAGE.glob("*.py"))}
+    """Every module of the package by dotted name under it (``_retry``, ``demo.graph``)."""
+    modules = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        if parts[-1] == "__init__" and len(parts) > 1:
+            parts = parts[:-1]
+        modules[".".join(parts)] = ast.parse(path.read_text())
+    return modules
+
+
+def _package_of(name: str) -> str:
+    """The package a module's relative imports start from ('' for the root's modules)."""
+    return name.rpartition(".")[0] if "." in name else ""
+
+
+def _relative_target(name: str, node: ast.ImportFrom) -> str:
+    """The dotted module a relative ``from`` import names, under the package."""
+    base = _package_of(name).split(".") if _package_of(name) else []
+    if node.level > 1:
+        base = base[: len(base) - (node.level - 1)]
+    return ".".join([*base, *(node.module.split(".") if node.module else [])])
 
 
 def test_root_is_the_chosen_surface() -> None:
@@ -176,7 +196,7 @@ def test_every_exception_is_in_errors_and_at_the_root() -> None:
             assert issubclass(value, errors.NodeExecutionError), name
             assert getattr(resilient_nodes, name) is value, name
     for name, tree in _modules().items():
-        if name == "demo":  # the demo simulates services, whose errors are its own
+        if name.startswith("demo"):  # the demo simulates services, whose errors are its own
             continue
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
@@ -238,12 +258,20 @@ def _import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {name: set() for name in modules}
     for name, tree in modules.items():
         for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                target = (node.module or "").split(".")[0]
-                for alias in node.names:
-                    dep = target or alias.name
-                    if dep in modules and dep != name:
-                        graph[name].add(dep)
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                target = _relative_target(name, node)
+            elif node.module and node.module.startswith("resilient_nodes"):
+                target = node.module.removeprefix("resilient_nodes").lstrip(".")
+            else:
+                continue
+            for alias in node.names:
+                dep = f"{target}.{alias.name}" if target else alias.name
+                if dep not in modules:
+                    dep = target
+                if dep in modules and dep != name:
+                    graph[name].add(dep)
     return graph
 
 
@@ -272,6 +300,7 @@ def test_no_import_cycle() -> None:
 def test_the_cycle_finder_finds_a_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
     """The cycle test can fail: a made-up back edge is reported."""
     graph = _import_graph()
+    assert "_tokens" in graph["_cancel"]
     graph["_tokens"].add("_cancel")  # _cancel imports _tokens: now a loop
     monkeypatch.setattr(sys.modules[__name__], "_import_graph", lambda: graph)
     with pytest.raises(pytest.fail.Exception, match=r"import cycle: .*_cancel"):
