@@ -642,6 +642,31 @@ async def test_context_attempt_number_follows_attempts(kind: str):
 
 
 @pytest.mark.anyio
+async def test_context_restored_when_control_flow_ends_a_retried_attempt(kind: str):
+    """Control flow raised by a retried attempt propagates with the caller's context restored."""
+    interrupt = GraphBubbleUp("interrupt")
+    fn, script = make(kind, ConnectionError("a"), interrupt)
+    ctx = ExecutionContext(node_name="n")
+    with use_context(ctx):
+        with pytest.raises(GraphBubbleUp) as caught:
+            await invoke(wrap_retry(fn, FAST, name="n"))
+        assert current_context() is ctx
+    assert caught.value is interrupt
+    assert script.seen_attempts == [1, 2]
+
+
+def test_context_restored_when_keyboard_interrupt_ends_a_retried_attempt():
+    """A BaseException from a retried sync attempt leaves the caller's context current."""
+    fn, script = make("sync", ConnectionError("a"), KeyboardInterrupt())
+    ctx = ExecutionContext(node_name="n")
+    with use_context(ctx):
+        with pytest.raises(KeyboardInterrupt):
+            wrap_retry(fn, FAST, name="n")()
+        assert current_context() is ctx
+    assert script.seen_attempts == [1, 2]
+
+
+@pytest.mark.anyio
 async def test_no_context_means_none_inside(kind: str):
     """Without an execution context none is invented."""
     fn, script = make(kind, ConnectionError("a"), "ok")
