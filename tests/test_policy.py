@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import textwrap
+import threading
+import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -14,16 +16,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resilient_nodes import (
+    CancelToken,
     ConfigError,
+    ErrorCode,
     NodeCircuitOpenError,
     NodeRetryExhaustedError,
     NodeTimeoutError,
     Policy,
+    RedisBreakerStorage,
+    create_node,
     load_node_policies,
 )
+from resilient_nodes._config import MAX_DURATION
 from resilient_nodes.testing import no_backoff
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 # --- strategies ----------------------------------------------------------------------
@@ -306,6 +314,81 @@ def test_load_node_policies_errors_have_node_paths(tmp_path: Path) -> None:
         bad = tmp_path / "bad.toml"
         bad.write_text("[nodes\n")
         load_node_policies(bad)
+
+
+# --- huge durations (defect 8) ----------------------------------------------------------
+
+
+_HUGE = 1e10
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: Policy.timeout(_HUGE), "seconds"),
+        (lambda: Policy.timeout(1, cleanup_timeout=_HUGE), "cleanup_timeout"),
+        (lambda: Policy.breaker(recovery_timeout=1e308), "recovery_timeout"),
+        (lambda: Policy.retry(backoff=_HUGE, max_backoff=_HUGE), "backoff"),
+        (lambda: Policy.retry(max_backoff=_HUGE), "max_backoff"),
+        (lambda: Policy.retry(max_retry_after=_HUGE), "max_retry_after"),
+        (lambda: Policy.llm(max_backoff=_HUGE), "max_backoff"),
+        (lambda: Policy.chaos(latency=_HUGE), "latency"),
+        (lambda: Policy.chaos(max_hang=_HUGE), "max_hang"),
+        (lambda: RedisBreakerStorage("redis://127.0.0.1:1", timeout=_HUGE), "timeout"),
+        (
+            lambda: RedisBreakerStorage("redis://127.0.0.1:1", refresh_interval=_HUGE),
+            "refresh_interval",
+        ),
+        (lambda: RedisBreakerStorage("redis://127.0.0.1:1", probe_lease=_HUGE), "probe_lease"),
+        (
+            lambda: RedisBreakerStorage("redis://127.0.0.1:1", warn_interval=_HUGE),
+            "warn_interval",
+        ),
+    ],
+)
+def test_huge_durations_are_refused_when_built(build: Callable[[], object], field: str) -> None:
+    """Every duration option refuses a huge finite value at build time, naming the field.
+
+    Before, ``Policy.timeout(1e10)`` on a sync function, an open breaker with
+    ``recovery_timeout=1e308`` and a sync retry with a 1e10 s backoff raised
+    OverflowError at call time.
+    """
+    with pytest.raises(ConfigError) as caught:
+        build()
+    (problem,) = caught.value.problems
+    assert problem[0] == field
+    assert problem[1].startswith("must be <= 2073600 (24 days), got 1e+")
+
+
+def test_the_longest_durations_work_at_call_time() -> None:
+    """At MAX_DURATION a sync timeout, an open breaker and a jittered backoff do not overflow."""
+    assert Policy.timeout(MAX_DURATION).wrap(lambda: time.sleep(0.01) or 1)() == 1
+
+    def down(_state: object = None) -> None:
+        raise ConnectionError("down")
+
+    guarded = Policy.breaker(failure_threshold=1, recovery_timeout=MAX_DURATION).wrap(down)
+    with pytest.raises(ConnectionError):
+        guarded()
+    with pytest.raises(NodeCircuitOpenError) as caught:
+        guarded()
+    assert MAX_DURATION - 60 < caught.value.recovery_time <= MAX_DURATION
+
+    # The backoff (up to twice MAX_DURATION with full jitter) really starts to
+    # wait, and a cancel token ends it.
+    node = create_node(
+        down,
+        name="backoff",
+        policy=Policy.retry(backoff=MAX_DURATION, max_backoff=MAX_DURATION, jitter=1.0),
+    )
+    token = CancelToken()
+    timer = threading.Timer(0.05, token.cancel)
+    timer.start()
+    started = time.monotonic()
+    update = node({}, {"configurable": {"cancel_token": token}})
+    timer.join()
+    assert time.monotonic() - started < 2
+    assert update["errors"][0]["code"] == ErrorCode.CANCELLED.value
 
 
 # --- wrap keeps kind and signature --------------------------------------------------
