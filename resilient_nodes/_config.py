@@ -492,12 +492,19 @@ def load_toml(path: str | PathLike[str], /) -> dict[str, Any]:
 
     Raises:
         ConfigError: If the file cannot be read or is not valid TOML (including
-            text that is not UTF-8), with the file name as the path.
+            text that is not UTF-8, and arrays or tables nested too deeply for
+            the parser), with the file name as the path.
     """
     try:
         with Path(path).open("rb") as handle:
             return tomllib.load(handle)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError([(str(path), f"invalid TOML: {error}")]) from error
+    except RecursionError as error:
+        # tomllib parses nested arrays and inline tables recursively, with no
+        # depth limit of its own: a few hundred levels exhaust the stack.
+        raise ConfigError(
+            [(str(path), "invalid TOML: arrays or tables nested too deeply")]
+        ) from error
     except OSError as error:
         raise ConfigError([(str(path), f"cannot read: {error.strerror or error}")]) from error

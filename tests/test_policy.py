@@ -316,6 +316,122 @@ def test_load_node_policies_errors_have_node_paths(tmp_path: Path) -> None:
         load_node_policies(bad)
 
 
+# --- malformed config files (defect 9) ---------------------------------------------------
+
+
+def _deep(depth: int) -> object:
+    value: object = "llm"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("preset", "shown"),
+    [
+        (["llm"], "must be a preset (one of: llm, tool, validation), got ['llm'] (list)"),
+        (
+            {"name": "llm"},
+            "must be a preset (one of: llm, tool, validation), got {'name': 'llm'} (dict)",
+        ),
+        (3, "must be a preset (one of: llm, tool, validation), got 3 (int)"),
+    ],
+)
+def test_a_preset_that_is_not_a_name_is_a_config_error(preset: object, shown: str) -> None:
+    """``preset = ["llm"]`` or a table is a ConfigError at its path, not a TypeError."""
+    with pytest.raises(ConfigError) as caught:
+        Policy.from_dict({"layers": [{"type": "retry", "preset": preset}]})
+    ((path, message),) = caught.value.problems
+    assert path == "layers[0].preset"
+    assert message == shown
+
+
+def test_every_problem_of_a_file_is_listed(tmp_path: Path) -> None:
+    """A bad preset no longer aborts the file: every node's problems are listed."""
+    path = tmp_path / "policies.toml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            surprise = 1
+
+            [nodes.plan]
+            layers = [{ type = "retry", preset = ["llm"], attempts = 0 }]
+
+            [nodes.fetch]
+            layers = [{ type = "retry", preset = { name = "llm" } }, { type = "timeout", seconds = 0 }]
+
+            [nodes.check]
+            layers = [{ type = ["timeout"] }]
+            extra = true
+            """
+        )
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_node_policies(path)
+    assert [path for path, _ in caught.value.problems] == [
+        "",
+        "nodes.plan.layers[0].preset",
+        "nodes.plan.layers[0].attempts",
+        "nodes.fetch.layers[0].preset",
+        "nodes.fetch.layers[1].seconds",
+        "nodes.check",
+        "nodes.check.layers[0].type",
+    ]
+
+
+@pytest.mark.parametrize("text", ["[" * 2000 + "]" * 2000, "{ a = " * 2000 + "1" + " }" * 2000])
+def test_a_deeply_nested_toml_file_is_a_config_error(tmp_path: Path, text: str) -> None:
+    """Nesting too deep for the TOML parser is a ConfigError naming the file."""
+    path = tmp_path / "deep.toml"
+    path.write_text(f'[nodes.plan]\nlayers = [{{ type = "timeout", seconds = {text} }}]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_node_policies(path)
+    assert caught.value.problems == (
+        (str(path), "invalid TOML: arrays or tables nested too deeply"),
+    )
+
+
+@pytest.mark.parametrize("field", ["type", "preset", "attempts"])
+def test_deeply_nested_values_in_plain_data_are_config_errors(field: str) -> None:
+    """A value nested too deeply to repr is still reported, at its path."""
+    layer = {"type": "retry", field: _deep(5000)}
+    with pytest.raises(ConfigError) as caught:
+        Policy.from_dict({"layers": [layer]})
+    assert [path for path, _ in caught.value.problems] == [f"layers[0].{field}"]
+
+
+def test_keys_of_mixed_types_are_listed() -> None:
+    """Unknown keys of different types (from a dict built in code) are all named."""
+    with pytest.raises(ConfigError) as caught:
+        Policy.from_dict({1: 2, "x": 3, "layers": "no"})
+    assert caught.value.problems == (
+        ("", "unknown key(s): 1, x"),
+        ("layers", "must be a list, got str"),
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_node_policies({2: 1, "y": 1, "nodes": {"plan": {"layers": []}}})
+    assert caught.value.problems == (("", "unknown top-level key(s): 2, y"),)
+
+
+def test_a_loader_tripping_over_odd_data_still_gives_a_config_error() -> None:
+    """A layer's loader failing on data it did not expect is reported at that layer."""
+    storage = {"type": "redis", "url": "redis://127.0.0.1:1", 1: 2, "x": 3}
+    with pytest.raises(ConfigError) as caught:
+        Policy.from_dict(
+            {
+                "layers": [
+                    {"type": "breaker", "storage": storage},
+                    {"type": "timeout", "seconds": -1},
+                ]
+            }
+        )
+    (first, second) = caught.value.problems
+    assert first[0] == "layers[0]"
+    assert first[1].startswith("invalid layer: TypeError: ")
+    assert second == ("layers[1].seconds", "must be >= 0, got -1")
+    assert isinstance(caught.value.__cause__, TypeError)
+
+
 # --- huge durations (defect 8) ----------------------------------------------------------
 
 
@@ -358,6 +474,32 @@ def test_huge_durations_are_refused_when_built(build: Callable[[], object], fiel
     (problem,) = caught.value.problems
     assert problem[0] == field
     assert problem[1].startswith("must be <= 2073600 (24 days), got 1e+")
+
+
+def test_huge_durations_in_plain_data_name_their_path() -> None:
+    """Loaded from data, each huge duration is listed with its path, all at once."""
+    with pytest.raises(ConfigError) as caught:
+        Policy.from_dict(
+            {
+                "layers": [
+                    {"type": "retry", "backoff": _HUGE, "max_backoff": _HUGE},
+                    {
+                        "type": "breaker",
+                        "recovery_timeout": _HUGE,
+                        "storage": {"type": "redis", "url": "redis://127.0.0.1:1", "timeout": 1e12},
+                    },
+                    {"type": "timeout", "seconds": _HUGE, "cleanup_timeout": _HUGE},
+                ]
+            }
+        )
+    assert [path for path, _ in caught.value.problems] == [
+        "layers[0].backoff",
+        "layers[0].max_backoff",
+        "layers[1].recovery_timeout",
+        "layers[1].storage.timeout",
+        "layers[2].seconds",
+        "layers[2].cleanup_timeout",
+    ]
 
 
 def test_the_longest_durations_work_at_call_time() -> None:
