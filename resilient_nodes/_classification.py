@@ -9,7 +9,10 @@ The rules, in the order they are tried (the first that matches decides):
 3. Our own errors: ``NodeTimeoutError`` (and an injected ``ChaosHangError``) is a
    retryable ``TIMEOUT``; an open
    circuit, a cancellation token, an exhausted retry and config/validation errors
-   are not retryable.
+   are not retryable. ``AbandonedThreadLimitError`` (too many of a node's sync
+   calls still stuck in their threads) is a ``CIRCUIT_OPEN``, not retryable: like
+   an open circuit it is a local refusal before the call starts, which says
+   nothing new about the dependency, so a breaker must not count it.
 4. Exception groups: a group whose class is named like a validation error
    (cattrs' ``ClassValidationError``) is a ``VALIDATION`` error; any other group
    is classified by its members. Retryable only if every member is (with the
@@ -59,6 +62,7 @@ import attrs
 from ._control import is_control_flow
 from ._text import safe_text
 from .errors import (
+    AbandonedThreadLimitError,
     ChaosHangError,
     ConfigError,
     ErrorCode,
@@ -383,6 +387,11 @@ def _own_error(error: NodeExecutionError) -> ErrorClassification:
         category, retryable = ErrorCategory.TIMEOUT, True
     elif isinstance(error, NodeCircuitOpenError):
         category, retry_after = ErrorCategory.CIRCUIT_OPEN, error.recovery_time
+    elif isinstance(error, AbandonedThreadLimitError):
+        # Our own refusal to start one more thread. Counted as a failure it
+        # would trip the breaker of a node whose dependency is fine (with Redis,
+        # in every process) because of a local resource limit.
+        category = ErrorCategory.CIRCUIT_OPEN
     elif isinstance(error, NodeCancellationError):
         category = ErrorCategory.CANCELLED
     elif isinstance(error, NodeRetryExhaustedError):

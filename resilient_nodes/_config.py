@@ -2,7 +2,8 @@
 
 Every class here is a frozen attrs class that validates at construction, so an
 invalid value never gets as far as a running node. Durations are seconds, given as
-``float`` or ``timedelta`` and normalised to ``float`` once. Loading from dicts or
+``float`` or ``timedelta`` and normalised to ``float`` once; every duration is
+finite and at most `MAX_DURATION` (24 days). Loading from dicts or
 TOML goes through a private cattrs converter that rejects unknown keys; every
 problem becomes one ``path: what is wrong`` line of a `ConfigError`.
 """
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LLM_RETRY",
+    "MAX_DURATION",
     "TOOL_RETRY",
     "VALIDATION_RETRY",
     "BreakerConfig",
@@ -45,7 +47,7 @@ __all__ = [
 ]
 
 Seconds = float | int | timedelta
-"""A duration: seconds as a number, or a `timedelta`."""
+"""A duration: seconds as a number, or a `timedelta` (finite, 0..`MAX_DURATION`)."""
 
 _T = TypeVar("_T")
 
@@ -54,6 +56,17 @@ _T = TypeVar("_T")
 
 
 _DURATION_TYPES: Final = "a duration in seconds (int, float or timedelta)"
+
+MAX_DURATION: Final = 24 * 24 * 3600.0
+"""The longest duration any option accepts: 24 days, in seconds.
+
+Checked when a config is built, so a huge finite value (``Policy.timeout(1e10)``)
+is a `ConfigError` naming the field rather than an ``OverflowError`` from a wait
+at call time. It is the same on every platform and under the smallest
+``threading.TIMEOUT_MAX`` of any (Windows: 49.7 days) with room for a backoff
+that jitter has doubled; longer than any sensible timeout, backoff or recovery
+time (an open breaker that should stay open is reset by hand).
+"""
 
 
 def _duration_problem(value: object, *, positive: bool = False) -> str | None:
@@ -68,10 +81,16 @@ def _duration_problem(value: object, *, positive: bool = False) -> str | None:
         return f"must be finite, got {describe(value)}"
     if not finite:
         return f"must be finite, got {value}"
+    return _range_problem(value, positive=positive)
+
+
+def _range_problem(value: float, *, positive: bool) -> str | None:
     if positive and value <= 0:
         return f"must be > 0, got {value:g}"
     if value < 0:
         return f"must be >= 0, got {value:g}"
+    if value > MAX_DURATION:
+        return f"must be <= {MAX_DURATION:.0f} (24 days), got {value:g}"
     return None
 
 
@@ -104,8 +123,8 @@ def to_seconds(value: object, /, *, name: str = "seconds") -> float:
         The duration in seconds.
 
     Raises:
-        ConfigError: If the value is not a finite, non-negative duration (a bool
-            is not a number here).
+        ConfigError: If the value is not a finite, non-negative duration of at
+            most `MAX_DURATION` (a bool is not a number here).
     """
     problems: list[tuple[str, str]] = []
     seconds = checked_duration(value, name, problems, positive=False, default=0.0)
@@ -473,12 +492,19 @@ def load_toml(path: str | PathLike[str], /) -> dict[str, Any]:
 
     Raises:
         ConfigError: If the file cannot be read or is not valid TOML (including
-            text that is not UTF-8), with the file name as the path.
+            text that is not UTF-8, and arrays or tables nested too deeply for
+            the parser), with the file name as the path.
     """
     try:
         with Path(path).open("rb") as handle:
             return tomllib.load(handle)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError([(str(path), f"invalid TOML: {error}")]) from error
+    except RecursionError as error:
+        # tomllib parses nested arrays and inline tables recursively, with no
+        # depth limit of its own: a few hundred levels exhaust the stack.
+        raise ConfigError(
+            [(str(path), "invalid TOML: arrays or tables nested too deeply")]
+        ) from error
     except OSError as error:
         raise ConfigError([(str(path), f"cannot read: {error.strerror or error}")]) from error

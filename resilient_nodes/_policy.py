@@ -26,7 +26,7 @@ pybreaker, timeout on anyio); this module only composes them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Final, ParamSpec, TypeVar, overload
 
 import attrs
@@ -37,6 +37,7 @@ from ._callables import callable_name
 from ._chaos import ChaosConfig, wrap_chaos
 from ._config import BreakerConfig, RetryConfig, TimeoutConfig, load_config, unstructure_config
 from ._retry import wrap_retry
+from ._text import describe, safe_text
 from ._timeout import wrap_timeout
 from .errors import ConfigError
 
@@ -461,22 +462,30 @@ class Policy:
         prefix = f"{path}." if path else ""
         if not isinstance(data, Mapping):
             raise ConfigError([(path, f"must be a table/mapping, got {type(data).__name__}")])
-        extra = sorted(set(data) - {"layers"})
+        problems: list[tuple[str, str]] = []
+        extra = _key_list(key for key in data if key != "layers")
         if extra:
-            raise ConfigError([(path, f"unknown key(s): {', '.join(map(str, extra))}")])
+            problems.append((path, f"unknown key(s): {extra}"))
         raw = data.get("layers", [])
         if not isinstance(raw, Sequence) or isinstance(raw, str | bytes):
-            raise ConfigError([(f"{prefix}layers", f"must be a list, got {type(raw).__name__}")])
+            problems.append((f"{prefix}layers", f"must be a list, got {type(raw).__name__}"))
+            raw = ()
         layers: list[_Layer] = []
-        problems: list[tuple[str, str]] = []
+        unexpected: Exception | None = None
         for index, item in enumerate(raw):
             where = f"{prefix}layers[{index}]"
             try:
                 layers.append(_layer_from_dict(item, where))
             except ConfigError as error:
                 problems.extend(error.problems)
+            except Exception as error:
+                # A loader tripping over a value it did not expect (a key of an
+                # odd type, say) is still a problem with that layer, reported
+                # with the others rather than aborting the whole file.
+                unexpected = unexpected or error
+                problems.append((where, f"invalid layer: {_error_line(error)}"))
         if problems:
-            raise ConfigError(problems)
+            raise ConfigError(problems) from unexpected
         try:
             return cls(tuple(layers))
         except ConfigError as error:
@@ -531,43 +540,77 @@ _NONE: Final = Policy()
 _LAYER_TYPES: Final = ("breaker", "chaos", "retry", "timeout")
 
 
+def _key_list(keys: Iterable[object]) -> str:
+    """Keys for an ``unknown key(s)`` message: as text, sorted, never raising."""
+    return ", ".join(sorted(safe_text(key, 80) for key in keys))
+
+
+def _error_line(error: BaseException) -> str:
+    text = safe_text(error, 200)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _choice_problem(what: str, value: object, choices: Iterable[str]) -> str:
+    """What is wrong with *value* as one of *choices*, for any value at all."""
+    expected = ", ".join(choices)
+    if value is None:
+        return f"is required (one of: {expected})"
+    if not isinstance(value, str):
+        # describe: the value may be a table, or a list nested too deeply to repr.
+        return f"must be a {what} (one of: {expected}), got {describe(value)}"
+    return f"unknown {what} {safe_text(value, 80, as_repr=True)} (expected one of: {expected})"
+
+
 def _layer_from_dict(item: object, where: str) -> _Layer:
+    """One layer from plain data, reporting every problem it has at once."""
     if not isinstance(item, Mapping):
         raise ConfigError([(where, f"must be a table/mapping, got {type(item).__name__}")])
     body = dict(item)
     kind = body.pop("type", None)
-    if kind not in _LAYER_TYPES:
-        raise ConfigError(
-            [
-                (
-                    f"{where}.type",
-                    f"unknown layer type {kind!r} (expected one of: {', '.join(_LAYER_TYPES)})",
-                )
-            ]
-        )
+    # A list or a table is no name: told apart before any lookup that hashes it.
+    if not isinstance(kind, str) or kind not in _LAYER_TYPES:
+        raise ConfigError([(f"{where}.type", _choice_problem("layer type", kind, _LAYER_TYPES))])
     if kind == "retry":
-        preset = body.pop("preset", None)
-        if preset is not None:
-            if preset not in _PRESETS:
-                raise ConfigError(
-                    [
-                        (
-                            f"{where}.preset",
-                            f"unknown preset {preset!r} (expected one of: {', '.join(_PRESETS)})",
-                        )
-                    ]
-                )
-            body = {**unstructure_config(_PRESETS[preset]), **body}
-        return _RetryLayer(load_config(body, RetryConfig, path=where), preset)
+        return _retry_layer_from_dict(body, where)
     if kind == "timeout":
         return _TimeoutLayer(load_config(body, TimeoutConfig, path=where))
     if kind == "chaos":
         return _ChaosLayer(ChaosConfig.from_dict(body, path=where))
+    problems: list[tuple[str, str]] = []
     storage_data = body.pop("storage", None)
+    try:
+        config = load_config(body, BreakerConfig, path=where)
+    except ConfigError as error:
+        problems.extend(error.problems)
     storage = None
     if storage_data is not None:
-        storage = _storage_from_dict(storage_data, f"{where}.storage")
-    return _BreakerLayer(load_config(body, BreakerConfig, path=where), storage)
+        try:
+            storage = _storage_from_dict(storage_data, f"{where}.storage")
+        except ConfigError as error:
+            problems.extend(error.problems)
+    if problems:
+        raise ConfigError(problems)
+    return _BreakerLayer(config, storage)
+
+
+def _retry_layer_from_dict(body: dict[str, Any], where: str) -> _RetryLayer:
+    preset = body.pop("preset", None)
+    problems: list[tuple[str, str]] = []
+    if preset is not None:
+        if isinstance(preset, str) and preset in _PRESETS:
+            body = {**unstructure_config(_PRESETS[preset]), **body}
+        else:
+            problems.append((f"{where}.preset", _choice_problem("preset", preset, _PRESETS)))
+            preset = None
+    try:
+        config = load_config(body, RetryConfig, path=where)
+    except ConfigError as error:
+        # The other fields are still checked (against the plain defaults), so one
+        # pass over the file lists everything to fix.
+        problems.extend(error.problems)
+    if problems:
+        raise ConfigError(problems)
+    return _RetryLayer(config, preset)
 
 
 def _storage_from_dict(data: object, where: str) -> Any:
@@ -605,17 +648,19 @@ def load_node_policies(source: str | PathLike[str] | Mapping[str, Any], /) -> di
             ``nodes.plan.layers[2].seconds: must be > 0, got 0``.
     """
     data = source if isinstance(source, Mapping) else _config.load_toml(source)
-    extra = sorted(set(data) - {"nodes"})
+    problems: list[tuple[str, str]] = []
+    extra = _key_list(key for key in data if key != "nodes")
     if extra:
-        raise ConfigError([("", f"unknown top-level key(s): {', '.join(map(str, extra))}")])
+        problems.append(("", f"unknown top-level key(s): {extra}"))
     nodes = data.get("nodes", {})
     if not isinstance(nodes, Mapping):
-        raise ConfigError([("nodes", f"must be a table, got {type(nodes).__name__}")])
+        problems.append(("nodes", f"must be a table, got {type(nodes).__name__}"))
+        nodes = {}
     policies: dict[str, Policy] = {}
-    problems: list[tuple[str, str]] = []
     for node, spec in nodes.items():
+        name = safe_text(node, 200)
         try:
-            policies[str(node)] = Policy.from_dict(spec, path=f"nodes.{node}")
+            policies[name] = Policy.from_dict(spec, path=f"nodes.{name}")
         except ConfigError as error:
             problems.extend(error.problems)
     if problems:

@@ -29,12 +29,16 @@ Semantics, in one place:
   variables and the deadline published for the retry layer
   (`resilient_nodes._deadline.sync_remaining`). At the deadline the caller gets
   `NodeTimeoutError` and the thread is *abandoned*: Python cannot kill a thread,
-  so it runs until the function returns, and its result is dropped. At most
-  `MAX_ABANDONED_THREADS` abandoned threads may be running; past that, new sync
-  calls under a timeout fail fast with `AbandonedThreadLimitError` (never called,
-  never queued: waiting on stuck threads would turn one hung dependency into a
-  hung process). A sync call blocks its caller, also when made from an event
-  loop thread.
+  so it runs until the function returns, and its result is dropped. Abandoned
+  threads are counted per node: once a node has `MAX_ABANDONED_THREADS` (32) of
+  them running (or the process `MAX_ABANDONED_THREADS_TOTAL`, 256, over all
+  nodes), new sync calls under a timeout fail fast with
+  `AbandonedThreadLimitError` (never called, never queued: waiting on stuck
+  threads would turn one hung dependency into a hung process). That error is
+  our own refusal, so it is neutral for a breaker and not retried, and one hung
+  node never uses up a healthy node's budget. The thread of a sync
+  ``on_timeout`` is never refused. A sync call blocks its caller, also when made
+  from an event loop thread.
 """
 
 from __future__ import annotations
@@ -183,10 +187,16 @@ class _Layer:
                 if self.cleanup_async:
                     await callback(*args)
                 else:
-                    _threads.admit(self.name, self.log)
-                    job = _threads.Job(self.log)
+                    # Never refused by the abandoned-thread limits, nor queued
+                    # behind anyio's shared thread limiter (40 threads, which
+                    # trio holds for abandoned threads too): the timeout has
+                    # happened and its cleanup must run. The wait is bounded.
+                    job = _threads.Job(self.log, self.name)
                     await anyio.to_thread.run_sync(
-                        job.run, functools.partial(callback, *args), abandon_on_cancel=True
+                        job.run,
+                        functools.partial(callback, *args),
+                        abandon_on_cancel=True,
+                        limiter=anyio.CapacityLimiter(1),
                     )
                     result = job.value()
                     if inspect.isawaitable(result):
@@ -240,7 +250,12 @@ class _Layer:
         problem: Exception | None = None
         try:
             outcome = _threads.run(
-                cleanup, timeout=self.cleanup_timeout, token=None, name=self.name, logger=self.log
+                cleanup,
+                timeout=self.cleanup_timeout,
+                token=None,
+                name=self.name,
+                logger=self.log,
+                refusable=False,
             )
             if outcome.finished:
                 outcome.value()

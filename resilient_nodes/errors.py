@@ -12,7 +12,7 @@ also subclasses the builtin it resembles::
         ├── NodeValidationError (ValueError)       .detail
         │   └── StateValidationError               .problems
         ├── ConfigError (ValueError)               .problems
-        ├── AbandonedThreadLimitError (RuntimeError)  .limit
+        ├── AbandonedThreadLimitError (RuntimeError)  .limit, .scope
         └── ChaosHangError (TimeoutError)          (injected by Policy.chaos)
 
 The message of each error is built from a template per code
@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import pickle
 from types import MemberDescriptorType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ._text import safe_text
 
@@ -374,18 +374,30 @@ class StateValidationError(NodeValidationError):
 class AbandonedThreadLimitError(NodeExecutionError, RuntimeError):
     """Too many abandoned worker threads are still running to start another.
 
-    Raised before the function is called. Not retryable: retrying would be
-    refused the same way until the stuck threads finish.
+    Raised before the function is called, when the node has
+    ``MAX_ABANDONED_THREADS`` (32) abandoned threads still running, or the whole
+    process ``MAX_ABANDONED_THREADS_TOTAL`` (256). It is our own refusal, not
+    evidence about the node's dependency: classified like an open circuit
+    (category ``circuit_open``), so a breaker neither counts it nor resets its
+    count, and it is not retried (a retry would be refused the same way until
+    the stuck threads finish).
 
     Attributes:
         limit: The limit that was reached.
+        scope: Which one: ``"node"`` (this node's own budget) or ``"process"``
+            (the cap over all nodes).
     """
 
-    def __init__(self, limit: int, /, *, node: str | None = None) -> None:
+    def __init__(
+        self, limit: int, /, *, node: str | None = None, scope: Literal["node", "process"] = "node"
+    ) -> None:
         self.limit = limit
+        self.scope = scope
+        running = "of this node" if scope == "node" else "in this process"
         super().__init__(
-            f"node {node or '<unnamed>'}: {limit} abandoned worker threads are still "
-            "running; refusing to start another sync call under a timeout or cancel token",
+            f"node {node or '<unnamed>'}: {limit} abandoned worker threads {running} are "
+            "still running; refusing to start another sync call under a timeout or cancel "
+            "token",
             node=node,
         )
 

@@ -8,7 +8,7 @@ import math
 import socket
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 from _helpers import trio_cancelled
@@ -16,6 +16,7 @@ from cattrs.errors import ClassValidationError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from resilient_nodes._breaker import counts_as_failure
 from resilient_nodes._classification import (
     ClassificationRule,
     ErrorCategory,
@@ -27,6 +28,7 @@ from resilient_nodes._classification import (
     unregister_classification_rule,
 )
 from resilient_nodes.errors import (
+    AbandonedThreadLimitError,
     ConfigError,
     ErrorCode,
     NodeCancellationError,
@@ -359,6 +361,21 @@ def test_own_errors() -> None:
     )
     plain = classify_error(NodeExecutionError("x"))
     assert (plain.category, plain.retryable) == (ErrorCategory.UNKNOWN, False)
+
+
+@pytest.mark.parametrize("scope", ["node", "process"])
+def test_abandoned_thread_limit_is_a_neutral_refusal(scope: Literal["node", "process"]) -> None:
+    """Our refusal to start one more thread is not retried and no breaker counts it."""
+    error = AbandonedThreadLimitError(32, node="plan", scope=scope)
+    verdict = classify_error(error)
+    assert (verdict.category, verdict.retryable, verdict.retry_after) == (
+        ErrorCategory.CIRCUIT_OPEN,
+        False,
+        None,
+    )
+    assert not counts_as_failure(error)
+    # Unlike the unknown errors it used to be classified as, which a breaker counts.
+    assert counts_as_failure(NodeExecutionError("x"))
 
 
 # --- exception groups ---------------------------------------------------------------------
