@@ -138,13 +138,13 @@ def to_seconds(value: object, /, *, name: str = "seconds") -> float:
 # through unchanged; the validators, which do get the field, report the problem.
 
 
-def _seconds_field(value: Seconds) -> float:
+def seconds_field(value: Seconds) -> float:
     if isinstance(value, timedelta):
         return value.total_seconds()
-    return _float_field(value)
+    return float_field(value)
 
 
-def _float_field(value: float) -> float:
+def float_field(value: float) -> float:
     if isinstance(value, int) and not isinstance(value, bool):
         try:
             return float(value)
@@ -177,7 +177,7 @@ def _number_problem(value: object, *, duration: bool) -> str | None:
     return None
 
 
-def _number(
+def number(
     *,
     gt: float | None = None,
     ge: float | None = None,
@@ -201,6 +201,21 @@ def _number(
 def _optional_callable(_inst: object, field: attrs.Attribute[Any], value: object) -> None:
     if value is not None and not callable(value):
         raise ConfigError([(field.name, f"must be callable or None, got {describe(value)}")])
+
+
+def check_every_field(self: attrs.AttrsInstance, **values: Any) -> None:
+    """An ``__attrs_pre_init__`` that reports every invalid field, not the first.
+
+    attrs stops at the first validator that raises. A class that sets
+    ``__attrs_pre_init__ = check_every_field`` runs each field's validator on its
+    own first, and one `ConfigError` lists them all.
+
+    Raises:
+        ConfigError: Naming every invalid field.
+    """
+    problems = _field_problems(type(self), values)
+    if problems:
+        raise ConfigError(problems)
 
 
 _LOCAL: Final = {"serialize": False}
@@ -233,21 +248,21 @@ class RetryConfig:
 
     attempts: int = attrs.field(default=3, validator=_integer(1, 1000))
     backoff: float = attrs.field(
-        default=1.0, converter=_seconds_field, validator=_number(duration=True)
+        default=1.0, converter=seconds_field, validator=number(duration=True)
     )
     multiplier: float = attrs.field(
         default=2.0,
-        converter=_float_field,
-        validator=_number(ge=1.0, le=100.0),
+        converter=float_field,
+        validator=number(ge=1.0, le=100.0),
     )
     max_backoff: float = attrs.field(
-        default=30.0, converter=_seconds_field, validator=_number(duration=True)
+        default=30.0, converter=seconds_field, validator=number(duration=True)
     )
     jitter: float = attrs.field(
-        default=0.25, converter=_float_field, validator=_number(ge=0.0, le=1.0)
+        default=0.25, converter=float_field, validator=number(ge=0.0, le=1.0)
     )
     max_retry_after: float = attrs.field(
-        default=120.0, converter=_seconds_field, validator=_number(duration=True)
+        default=120.0, converter=seconds_field, validator=number(duration=True)
     )
     retry_on: (
         type[BaseException] | tuple[type[BaseException], ...] | Callable[[Exception], bool] | None
@@ -291,8 +306,8 @@ class BreakerConfig:
     failure_threshold: int = attrs.field(default=5, validator=_integer(1, 1_000_000))
     recovery_timeout: float = attrs.field(
         default=60.0,
-        converter=_seconds_field,
-        validator=_number(gt=0.0, duration=True),
+        converter=seconds_field,
+        validator=number(gt=0.0, duration=True),
     )
     success_threshold: int = attrs.field(default=1, validator=_integer(1, 1_000_000))
 
@@ -308,14 +323,14 @@ class TimeoutConfig:
         cleanup_timeout: Bound on ``on_timeout``, in seconds.
     """
 
-    seconds: float = attrs.field(converter=_seconds_field, validator=_number(gt=0.0, duration=True))
+    seconds: float = attrs.field(converter=seconds_field, validator=number(gt=0.0, duration=True))
     on_timeout: Callable[..., Any] | None = attrs.field(
         default=None, validator=_optional_callable, metadata=_LOCAL
     )
     cleanup_timeout: float = attrs.field(
         default=5.0,
-        converter=_seconds_field,
-        validator=_number(gt=0.0, duration=True),
+        converter=seconds_field,
+        validator=number(gt=0.0, duration=True),
     )
 
 
