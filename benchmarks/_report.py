@@ -98,6 +98,8 @@ def result_table(results: list[Result], *, peers: dict[str, str] | None = None) 
 
 def targets_table(targets: list[dict[str, Any]]) -> list[str]:
     """Rows: target, measured, bar, status (MET / NOT MET in bold; info rows plain)."""
+    if not targets:
+        return ["None: no section that ran feeds a target."]
     lines = ["| target | measured | bar | status |", "|---|---:|---:|---|"]
     for t in targets:
         status = _targets.status(t)
@@ -116,12 +118,14 @@ def console_summary(
     out = [""]
     if quick_note is not None:
         out += [*textwrap.wrap(quick_note, width=88), ""]
-    out.append("Targets:")
+    out.append("Targets:" if targets else "Targets: none (no section that ran feeds one).")
     width = max(len(t["name"]) for t in targets) if targets else 10
     for t in targets:
         out.append(
             f"  {_targets.status(t):<7}  {t['name']:<{width}}  bar {t['bar']:<6}  {t['measured']}"
         )
+    if not any(groups.values()):
+        return "\n".join(out)
     out.append("")
     out.append("Overhead per call over the floor (median of paired ratios):")
     for group, results in groups.items():
