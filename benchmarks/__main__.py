@@ -93,6 +93,7 @@ SECTIONS = {
     "scale": "N concurrent node calls (an interpreter per size)",
     "redis": "breaker state on Redis: starts its own redis-server on 127.0.0.1, "
     "skipped with a note where none is installed",
+    "load": "load control: bulkhead and in-process rate limit against their peers",
 }
 
 # Modules every section imports (the package and its own dependencies), then what
@@ -134,6 +135,7 @@ PEERS = {
     "reject_ours": "reject_pybreaker",
     "lg_ours": "lg_naive",
     "lg_shell": "lg_naive",
+    "bulkhead_ours": "bulkhead_limiter",
 }
 
 
@@ -224,6 +226,13 @@ async def _timed_groups(s: Settings, only: set[str]) -> dict[str, list[Result]]:
             bench_pipeline.node_failure_cases(),
             **common,
         )
+    if "load" in only:
+        _log("load control: bulkhead, rate limit")
+        from . import bench_load
+        from ._common import f
+
+        floor = Case("load_floor", "bare `await f(x)` (FLOOR)", call_loop(f))
+        groups["load"] = await paired("load", floor, bench_load.cases(), **common)
     if "langgraph" in only:
         _log("one-node LangGraph graphs")
         from . import bench_langgraph
@@ -310,6 +319,7 @@ def _markdown(
         "node": "Full node: `await node(state)` against `await impl(state)`",
         "node_failure": "Full node, failure path: one failure then success, zero backoff",
         "langgraph": "Inside LangGraph: `await graph.ainvoke(state)`, one-node graph",
+        "load": "Load control, admitted at once: `await wrapped(x)`",
     }
     notes = {
         "failure": "The floor is a hand-written `try/except` retry with one `await asyncio.sleep(0)` between "

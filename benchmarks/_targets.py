@@ -199,6 +199,8 @@ def evaluate(
                 f"{ours:,.0f} B vs {naive:,.0f} B over a bare parked task",
             )
         )
+    if "load" in groups:
+        t.extend(_load(groups))
     if "langgraph" in groups:
         t.extend(_langgraph(groups))
     if scale:
@@ -266,3 +268,16 @@ def _scale(scale: list[dict[str, Any]], small_n: int, large_n: int) -> list[dict
             )
         )
     return rows
+
+
+def _load(groups: Groups) -> list[dict[str, Any]]:
+    """Load control (issue 18): each layer's admitted-call overhead against its peers."""
+    return [
+        target(
+            "bulkhead success overhead / bare anyio.CapacityLimiter's",
+            overhead_ratio(groups, "load", "bulkhead_ours", "bulkhead_limiter"),
+            1.5,
+            "{:.3f}x",
+            _vs_peer(groups, "load", "bulkhead_ours", "bulkhead_limiter"),
+        )
+    ]

@@ -76,9 +76,11 @@ from .errors import AbandonedThreadLimitError as AbandonedThreadLimitError
 from .errors import ChaosHangError as ChaosHangError
 from .errors import ConfigError as ConfigError
 from .errors import ErrorCode as ErrorCode
+from .errors import NodeBulkheadFullError as NodeBulkheadFullError
 from .errors import NodeCancellationError as NodeCancellationError
 from .errors import NodeCircuitOpenError as NodeCircuitOpenError
 from .errors import NodeExecutionError as NodeExecutionError
+from .errors import NodeRateLimitedError as NodeRateLimitedError
 from .errors import NodeRetryExhaustedError as NodeRetryExhaustedError
 from .errors import NodeTimeoutError as NodeTimeoutError
 from .errors import NodeValidationError as NodeValidationError
@@ -132,11 +134,13 @@ __all__ = [
     "GateDecision",
     "GraphState",
     "LogEvent",
+    "NodeBulkheadFullError",
     "NodeCancellationError",
     "NodeCircuitBreaker",
     "NodeCircuitOpenError",
     "NodeErrorRecord",
     "NodeExecutionError",
+    "NodeRateLimitedError",
     "NodeRetryExhaustedError",
     "NodeTimeoutError",
     "NodeValidationError",

@@ -39,6 +39,7 @@ __all__ = [
     "TOOL_RETRY",
     "VALIDATION_RETRY",
     "BreakerConfig",
+    "BulkheadConfig",
     "RetryConfig",
     "Seconds",
     "TimeoutConfig",
@@ -334,6 +335,26 @@ class TimeoutConfig:
     )
 
 
+# --- load control (issue 18): bulkhead, retry budget, rate limit --------------------
+
+
+@attrs.frozen(kw_only=True)
+class BulkheadConfig:
+    """How many calls of a node may run at once, and how many may wait.
+
+    Attributes:
+        max_concurrent: Calls in flight at once (>= 1).
+        max_queue: Calls that may wait for a slot (>= 0); the rest are rejected
+            at once with `NodeBulkheadFullError`.
+    """
+
+    max_concurrent: int = attrs.field(validator=_integer(1, 1_000_000))
+    max_queue: int = attrs.field(default=0, validator=_integer(0, 1_000_000))
+
+
+_LOAD_CONTROL_CONFIGS: Final = (BulkheadConfig,)
+
+
 LLM_RETRY: Final = RetryConfig(
     attempts=3, backoff=1.0, multiplier=2.0, max_backoff=30.0, jitter=0.25
 )
@@ -368,7 +389,9 @@ _CALLABLE_TYPES: Final = frozenset(
 )
 _converter.register_structure_hook_func(lambda t: t in _CALLABLE_TYPES, lambda value, _type: value)
 
-_CONFIG_CLASSES: Final = frozenset({RetryConfig, BreakerConfig, TimeoutConfig})
+_CONFIG_CLASSES: Final = frozenset(
+    {RetryConfig, BreakerConfig, TimeoutConfig, *_LOAD_CONTROL_CONFIGS}
+)
 
 
 def _field_problems(cls: type[Any], data: Mapping[str, Any]) -> list[tuple[str, str]]:

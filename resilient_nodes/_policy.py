@@ -33,9 +33,17 @@ import attrs
 
 from . import _config
 from ._breaker import NodeCircuitBreaker, wrap_breaker
+from ._bulkhead import Bulkhead, wrap_bulkhead
 from ._callables import callable_name
 from ._chaos import ChaosConfig, wrap_chaos
-from ._config import BreakerConfig, RetryConfig, TimeoutConfig, load_config, unstructure_config
+from ._config import (
+    BreakerConfig,
+    BulkheadConfig,
+    RetryConfig,
+    TimeoutConfig,
+    load_config,
+    unstructure_config,
+)
 from ._retry import wrap_retry
 from ._text import describe, safe_text
 from ._timeout import wrap_timeout
@@ -178,7 +186,27 @@ class _ChaosLayer:
         return wrap_chaos(fn, self.config, name=name)
 
 
-_Layer = _RetryLayer | _TimeoutLayer | _BreakerLayer | _ChaosLayer
+# --- load control layers (issue 18) ------------------------------------------------
+
+
+@attrs.frozen
+class _BulkheadLayer:
+    kind: ClassVar[str] = "bulkhead"
+    config: BulkheadConfig
+
+    def expr(self) -> str:
+        queue = f", max_queue={self.config.max_queue}" if self.config.max_queue else ""
+        return f"Policy.bulkhead({self.config.max_concurrent}{queue})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.kind, **unstructure_config(self.config)}
+
+    def wrap(self, fn: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]) -> Any:
+        del breakers
+        return wrap_bulkhead(fn, Bulkhead.from_config(name, self.config))
+
+
+_Layer = _RetryLayer | _TimeoutLayer | _BreakerLayer | _ChaosLayer | _BulkheadLayer
 
 
 def _retry_config(layer: _Layer) -> RetryConfig:
@@ -207,6 +235,10 @@ def _check_composition(layers: Sequence[_Layer]) -> None:
                 )
             ]
         )
+    bulkheads = [i for i, layer in enumerate(layers) if isinstance(layer, _BulkheadLayer)]
+    if len(bulkheads) > 1:
+        message = "a bulkhead inside a bulkhead: the inner one decides alone; use one"
+        raise ConfigError([(f"layers[{bulkheads[1]}]", message)])
     enclosing: float | None = None  # the nearest outer timeout not separated by a retry
     for index, layer in enumerate(layers):
         if isinstance(layer, _RetryLayer):
@@ -408,6 +440,28 @@ class Policy:
         )
         return cls((_ChaosLayer(config),))
 
+    # --- load control builders (issue 18) -------------------------------------------
+
+    @classmethod
+    def bulkhead(cls, max_concurrent: int, /, *, max_queue: int = 0) -> Policy:
+        """At most *max_concurrent* calls of the node in flight at once.
+
+        Up to *max_queue* more wait for a slot (first come, first served); the
+        rest are rejected at once with `NodeBulkheadFullError`, which is not
+        retried and no breaker counts. One bulkhead per wrapped node, shared by
+        all its calls. A slot is never leaked, cancellation included.
+
+        Args:
+            max_concurrent: Calls in flight at once (>= 1).
+            max_queue: Calls that may wait for a slot (>= 0).
+
+        Raises:
+            ConfigError: On an invalid value, naming the field.
+        """
+        return cls(
+            (_BulkheadLayer(BulkheadConfig(max_concurrent=max_concurrent, max_queue=max_queue)),)
+        )
+
     # --- algebra --------------------------------------------------------------------
 
     def __or__(self, other: Policy) -> Policy:
@@ -537,7 +591,7 @@ def build_pipeline(
 _NONE: Final = Policy()
 
 
-_LAYER_TYPES: Final = ("breaker", "chaos", "retry", "timeout")
+_LAYER_TYPES: Final = ("breaker", "bulkhead", "chaos", "retry", "timeout")
 
 
 def _key_list(keys: Iterable[object]) -> str:
@@ -561,6 +615,14 @@ def _choice_problem(what: str, value: object, choices: Iterable[str]) -> str:
     return f"unknown {what} {safe_text(value, 80, as_repr=True)} (expected one of: {expected})"
 
 
+# Layers whose data is one config object (no preset, no storage).
+_PLAIN_LOADERS: Final[Mapping[str, Callable[[dict[str, Any], str], _Layer]]] = {
+    "timeout": lambda body, where: _TimeoutLayer(load_config(body, TimeoutConfig, path=where)),
+    "chaos": lambda body, where: _ChaosLayer(ChaosConfig.from_dict(body, path=where)),
+    "bulkhead": lambda body, where: _BulkheadLayer(load_config(body, BulkheadConfig, path=where)),
+}
+
+
 def _layer_from_dict(item: object, where: str) -> _Layer:
     """One layer from plain data, reporting every problem it has at once."""
     if not isinstance(item, Mapping):
@@ -572,10 +634,9 @@ def _layer_from_dict(item: object, where: str) -> _Layer:
         raise ConfigError([(f"{where}.type", _choice_problem("layer type", kind, _LAYER_TYPES))])
     if kind == "retry":
         return _retry_layer_from_dict(body, where)
-    if kind == "timeout":
-        return _TimeoutLayer(load_config(body, TimeoutConfig, path=where))
-    if kind == "chaos":
-        return _ChaosLayer(ChaosConfig.from_dict(body, path=where))
+    loader = _PLAIN_LOADERS.get(kind)
+    if loader is not None:
+        return loader(body, where)
     problems: list[tuple[str, str]] = []
     storage_data = body.pop("storage", None)
     try:

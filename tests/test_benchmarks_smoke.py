@@ -291,6 +291,7 @@ def test_quick_mode_writes_a_table_with_every_variant(tmp_path: Path) -> None:
             "lg_fail_after",
             "lg_asyncio_timeout",
         },
+        "load": {"load_floor", "bulkhead_ours", "bulkhead_limiter"},
     }
     assert set(raw["groups"]) == set(expected)
     for group, keys in expected.items():
@@ -325,7 +326,7 @@ def test_quick_mode_writes_a_table_with_every_variant(tmp_path: Path) -> None:
     # Every target row says exactly one of MET / NOT MET, the one its figure earns;
     # the informational rows say neither.
     kinds = [t["kind"] for t in raw["targets"]]
-    assert kinds.count("target") == 12
+    assert kinds.count("target") == 13
     assert kinds.count("info") == 1
     md_rows = _targets_table(table)
     console = _console_targets(proc.stdout)

@@ -29,7 +29,7 @@ class _Unprintable:
 
 
 def test_error_codes_are_the_designed_set() -> None:
-    """ErrorCode has exactly the six designed codes, each a str equal to its name."""
+    """ErrorCode has the six seed codes and the designed new ones, each a str equal to its name."""
     assert {code.name for code in ErrorCode} == {
         "NODE_TIMEOUT",
         "RETRY_EXHAUSTED",
@@ -37,6 +37,9 @@ def test_error_codes_are_the_designed_set() -> None:
         "CANCELLED",
         "CIRCUIT_OPEN",
         "UNKNOWN",
+        # load control (issue 18): our own refusals
+        "RATE_LIMITED",
+        "BULKHEAD_FULL",
     }
     for code in ErrorCode:
         assert code == code.name

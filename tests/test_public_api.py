@@ -102,6 +102,9 @@ EXPECTED_ROOT = {
     # logging
     "LOGGER_NAME",
     "LogEvent",
+    # load control (issue 18)
+    "NodeBulkheadFullError",
+    "NodeRateLimitedError",
 }
 
 # Importable from the root, but only on first use: they need an optional extra.
