@@ -32,6 +32,7 @@ from ._classification import unregister_classification_rule as unregister_classi
 from ._config import LLM_RETRY as LLM_RETRY
 from ._config import TOOL_RETRY as TOOL_RETRY
 from ._config import VALIDATION_RETRY as VALIDATION_RETRY
+from ._config import RetryBudget as RetryBudget
 from ._config import RetryConfig as RetryConfig
 from ._context import ExecutionContext as ExecutionContext
 from ._context import create_execution_context as create_execution_context
@@ -145,6 +146,7 @@ __all__ = [
     "NodeTimeoutError",
     "NodeValidationError",
     "Policy",
+    "RetryBudget",
     "RetryConfig",
     "StateValidationError",
     "SyncNode",

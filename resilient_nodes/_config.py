@@ -40,6 +40,7 @@ __all__ = [
     "VALIDATION_RETRY",
     "BreakerConfig",
     "BulkheadConfig",
+    "RetryBudget",
     "RetryConfig",
     "Seconds",
     "TimeoutConfig",
@@ -225,6 +226,81 @@ _LOCAL: Final = {"serialize": False}
 # --- the config classes ---------------------------------------------------------------
 
 
+# --- load control (issue 18): bulkhead, retry budget, rate limit --------------------
+
+
+@attrs.frozen(kw_only=True)
+class BulkheadConfig:
+    """How many calls of a node may run at once, and how many may wait.
+
+    Attributes:
+        max_concurrent: Calls in flight at once (>= 1).
+        max_queue: Calls that may wait for a slot (>= 0); the rest are rejected
+            at once with `NodeBulkheadFullError`.
+    """
+
+    max_concurrent: int = attrs.field(validator=_integer(1, 1_000_000))
+    max_queue: int = attrs.field(default=0, validator=_integer(0, 1_000_000))
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class RetryBudget:
+    """How many retries a node may make, relative to its calls (per node, shared).
+
+    Over the last ``window`` seconds, the node's retries may be at most
+    ``ratio`` x its first attempts, plus ``minimum``. Past that, a failed
+    attempt that would have been retried is raised as it is: in an outage the
+    load on the dependency stays near one request per call instead of
+    multiplying by the attempts.
+
+    Attributes:
+        ratio: Retries allowed per first attempt in the window (0 = only
+            ``minimum``).
+        minimum: Retries always allowed per window, so that a node with little
+            traffic can still retry.
+        window: The sliding window, in seconds.
+        clock: Seconds (monotonic) for tests; None for `time.monotonic`. Code,
+            so it is not written to plain data.
+    """
+
+    ratio: float = attrs.field(
+        default=0.2, converter=float_field, validator=number(ge=0.0, le=1000.0)
+    )
+    minimum: int = attrs.field(default=10, validator=_integer(0, 1_000_000_000))
+    window: float = attrs.field(
+        default=10.0, converter=seconds_field, validator=number(gt=0.0, duration=True)
+    )
+    clock: Callable[[], float] | None = attrs.field(
+        default=None, validator=_optional_callable, eq=False, metadata=_LOCAL
+    )
+
+    def __repr__(self) -> str:
+        parts = []
+        for name, default in (("ratio", 0.2), ("minimum", 10), ("window", 10.0)):
+            value = getattr(self, name)
+            if value != default:
+                shown = int(value) if isinstance(value, float) and value.is_integer() else value
+                parts.append(f"{name}={shown!r}")
+        return f"RetryBudget({', '.join(parts)})"
+
+
+_LOAD_CONTROL_CONFIGS: Final = (BulkheadConfig, RetryBudget)
+
+
+def _budget_field(value: object) -> Any:
+    """A retry budget from plain data (a policy file); anything else as it is.
+
+    Never raises (see the note above `seconds_field`): data that does not load
+    is left for the validator, which reports each of its problems.
+    """
+    if isinstance(value, Mapping):
+        try:
+            return load_config(value, RetryBudget)
+        except ConfigError:
+            return value
+    return value
+
+
 @attrs.frozen(kw_only=True)
 class RetryConfig:
     """How to retry: attempts, backoff and what counts as retryable.
@@ -245,6 +321,7 @@ class RetryConfig:
         retry_on: Exception type(s) or a predicate deciding retryability instead
             of the classification. Never sees cancellation or control flow.
         on_retry: Called (sync or async) before each backoff sleep.
+        budget: A `RetryBudget` bounding the node's retries over a window, or None.
     """
 
     attempts: int = attrs.field(default=3, validator=_integer(1, 1000))
@@ -271,6 +348,18 @@ class RetryConfig:
     on_retry: Callable[..., Any] | None = attrs.field(
         default=None, validator=_optional_callable, metadata=_LOCAL
     )
+    # Issue 18: a retry budget (`RetryBudget`), per wrapped node.
+    budget: RetryBudget | None = attrs.field(
+        default=None, converter=_budget_field, metadata={"omit_if_none": True}
+    )
+
+    @budget.validator
+    def _check_budget(self, _field: attrs.Attribute[Any], value: object) -> None:
+        if value is None or isinstance(value, RetryBudget):
+            return
+        if isinstance(value, Mapping):  # plain data the converter could not load
+            load_config(value, RetryBudget, path="budget")
+        raise ConfigError([("budget", f"must be a RetryBudget or None, got {describe(value)}")])
 
     @max_backoff.validator
     def _check_cap(self, _field: attrs.Attribute[Any], value: float) -> None:
@@ -333,26 +422,6 @@ class TimeoutConfig:
         converter=seconds_field,
         validator=number(gt=0.0, duration=True),
     )
-
-
-# --- load control (issue 18): bulkhead, retry budget, rate limit --------------------
-
-
-@attrs.frozen(kw_only=True)
-class BulkheadConfig:
-    """How many calls of a node may run at once, and how many may wait.
-
-    Attributes:
-        max_concurrent: Calls in flight at once (>= 1).
-        max_queue: Calls that may wait for a slot (>= 0); the rest are rejected
-            at once with `NodeBulkheadFullError`.
-    """
-
-    max_concurrent: int = attrs.field(validator=_integer(1, 1_000_000))
-    max_queue: int = attrs.field(default=0, validator=_integer(0, 1_000_000))
-
-
-_LOAD_CONTROL_CONFIGS: Final = (BulkheadConfig,)
 
 
 LLM_RETRY: Final = RetryConfig(
@@ -516,6 +585,8 @@ def unstructure_config(config: object, /) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for field in attrs.fields(cast("type[attrs.AttrsInstance]", type(config))):
         value = getattr(config, field.name)
+        if value is None and field.metadata.get("omit_if_none"):
+            continue  # an optional part left out, as in a hand-written file
         if field.metadata.get("serialize", True):
             data[field.name] = _converter.unstructure(value)
         elif value is not None:
@@ -523,6 +594,17 @@ def unstructure_config(config: object, /) -> dict[str, Any]:
                 [(field.name, "holds a callable, which cannot be written to plain data")]
             )
     return data
+
+
+def _unstructure_budget(budget: RetryBudget) -> dict[str, Any]:
+    # Written like a top-level config: a test clock is refused, with its path.
+    try:
+        return unstructure_config(budget)
+    except ConfigError as error:
+        raise error.prefixed("budget") from None
+
+
+_converter.register_unstructure_hook(RetryBudget, _unstructure_budget)
 
 
 def load_toml(path: str | PathLike[str], /) -> dict[str, Any]:

@@ -39,6 +39,7 @@ from ._chaos import ChaosConfig, wrap_chaos
 from ._config import (
     BreakerConfig,
     BulkheadConfig,
+    RetryBudget,
     RetryConfig,
     TimeoutConfig,
     load_config,
@@ -292,6 +293,7 @@ class Policy:
         | Callable[[Exception], bool]
         | None = None,
         on_retry: Callable[..., Any] | None = None,
+        budget: RetryBudget | None = None,
     ) -> Policy:
         """Retry retryable failures with jittered exponential backoff.
 
@@ -304,6 +306,9 @@ class Policy:
             max_retry_after: Longest server ``Retry-After`` honoured.
             retry_on: Exception type(s) or predicate replacing the classification.
             on_retry: Called (sync or async) before each backoff sleep.
+            budget: A `RetryBudget`: the node's retries over a window stay at
+                most ``ratio`` x its calls plus ``minimum``; past it a failure is
+                raised as it is instead of retried. Per wrapped node.
 
         Raises:
             ConfigError: On an invalid value, naming the field.
@@ -317,6 +322,7 @@ class Policy:
             max_retry_after=max_retry_after,
             retry_on=retry_on,
             on_retry=on_retry,
+            budget=budget,
         )
         return cls((_RetryLayer(config),))
 

@@ -105,6 +105,7 @@ EXPECTED_ROOT = {
     # load control (issue 18)
     "NodeBulkheadFullError",
     "NodeRateLimitedError",
+    "RetryBudget",
 }
 
 # Importable from the root, but only on first use: they need an optional extra.
