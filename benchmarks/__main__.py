@@ -104,6 +104,7 @@ SECTION_MODULES = {
     "failure": ("backoff", "stamina"),
     "langgraph": ("langgraph",),
     "redis": ("redis",),
+    "load": ("aiolimiter", "langchain_core"),
 }
 PLOT_MODULES = ("matplotlib",)
 
@@ -136,6 +137,7 @@ PEERS = {
     "lg_ours": "lg_naive",
     "lg_shell": "lg_naive",
     "bulkhead_ours": "bulkhead_limiter",
+    "rate_limit_ours": "rate_limit_aiolimiter",
 }
 
 

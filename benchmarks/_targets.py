@@ -279,5 +279,19 @@ def _load(groups: Groups) -> list[dict[str, Any]]:
             1.5,
             "{:.3f}x",
             _vs_peer(groups, "load", "bulkhead_ours", "bulkhead_limiter"),
-        )
+        ),
+        target(
+            "in-process rate limit success overhead / LangChain InMemoryRateLimiter's",
+            overhead_ratio(groups, "load", "rate_limit_ours", "rate_limit_langchain"),
+            0.5,
+            "{:.3f}x",
+            _vs_peer(groups, "load", "rate_limit_ours", "rate_limit_langchain"),
+        ),
+        target(
+            "in-process rate limit success overhead / aiolimiter's",
+            overhead_ratio(groups, "load", "rate_limit_ours", "rate_limit_aiolimiter"),
+            1.5,
+            "{:.3f}x",
+            _vs_peer(groups, "load", "rate_limit_ours", "rate_limit_aiolimiter"),
+        ),
     ]

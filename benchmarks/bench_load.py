@@ -20,6 +20,7 @@ from ._timing import Case, Loop, call_loop
 
 SECTION = "load"
 SLOTS = 10
+RATE = 10**9  # per second: far above any call rate, so nobody waits
 
 
 def _limiter_loop(limiter: anyio.CapacityLimiter) -> Loop:
@@ -50,6 +51,56 @@ def bulkhead_cases() -> list[Case]:
     ]
 
 
+def _acquire_loop(acquire: object) -> Loop:
+    async def loop(n: int) -> int:
+        start = time.perf_counter_ns()
+        for i in range(n):
+            await acquire()  # type: ignore[operator]
+            await f(i)
+        return time.perf_counter_ns() - start
+
+    return loop
+
+
+def _aiolimiter_loop(limiter: object) -> Loop:
+    async def loop(n: int) -> int:
+        start = time.perf_counter_ns()
+        for i in range(n):
+            async with limiter:  # type: ignore[attr-defined]
+                await f(i)
+        return time.perf_counter_ns() - start
+
+    return loop
+
+
+def rate_limit_cases() -> list[Case]:
+    import aiolimiter
+    from langchain_core.rate_limiters import InMemoryRateLimiter
+
+    ours = Policy.rate_limit(RATE).wrap(f, name="bench_rate_limit")
+    langchain = InMemoryRateLimiter(
+        requests_per_second=RATE, check_every_n_seconds=0.1, max_bucket_size=RATE
+    )
+    return [
+        Case(
+            "rate_limit_ours",
+            f"ours: `Policy.rate_limit({RATE:.0e}).wrap(f)` (in-process)",
+            call_loop(ours),
+            ours=True,
+        ),
+        Case(
+            "rate_limit_langchain",
+            "LangChain `await InMemoryRateLimiter(...).aacquire()`, then `await f(x)`",
+            _acquire_loop(langchain.aacquire),
+        ),
+        Case(
+            "rate_limit_aiolimiter",
+            "`async with aiolimiter.AsyncLimiter(...): await f(x)`",
+            _aiolimiter_loop(aiolimiter.AsyncLimiter(RATE, 1)),
+        ),
+    ]
+
+
 def cases() -> list[Case]:
     """Every case of the section."""
-    return bulkhead_cases()
+    return [*bulkhead_cases(), *rate_limit_cases()]

@@ -40,6 +40,7 @@ __all__ = [
     "VALIDATION_RETRY",
     "BreakerConfig",
     "BulkheadConfig",
+    "RateLimitConfig",
     "RetryBudget",
     "RetryConfig",
     "Seconds",
@@ -284,7 +285,72 @@ class RetryBudget:
         return f"RetryBudget({', '.join(parts)})"
 
 
-_LOAD_CONTROL_CONFIGS: Final = (BulkheadConfig, RetryBudget)
+def _optional_text(_inst: object, field: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigError(
+            [(field.name, f"must be a non-empty string or None, got {describe(value)}")]
+        )
+
+
+def _optional_duration(value: object) -> Any:
+    return None if value is None else seconds_field(value)  # type: ignore[arg-type]
+
+
+@attrs.frozen(kw_only=True)
+class RateLimitConfig:
+    """How many calls (or how much cost) a node may make per period.
+
+    Attributes:
+        limit: Calls, or cost units, per period (>= 1).
+        per: The period, in seconds (a moving window of this length). With a
+            shared storage, a whole number of seconds (the ``limits`` library
+            counts Redis windows in seconds).
+        cost: A callable of the call's arguments giving its weight (an int >= 0,
+            for example estimated tokens); None counts every call as 1. Code, so
+            it is not written to plain data.
+        key: The limit's name: calls of every node and process using the same
+            key and storage share it. None: the node's name.
+        storage: None for this process only, or a ``redis://`` / ``rediss://``
+            URL to share the limit across processes.
+        max_wait: Longest wait for capacity, in seconds; None waits as long as
+            the enclosing deadline allows, 0 never waits.
+    """
+
+    limit: int = attrs.field(validator=_integer(1, 10**12))
+    per: float = attrs.field(
+        default=1.0, converter=seconds_field, validator=number(gt=0.0, duration=True)
+    )
+    cost: Callable[..., Any] | None = attrs.field(
+        default=None, validator=_optional_callable, metadata=_LOCAL
+    )
+    key: str | None = attrs.field(default=None, validator=_optional_text)
+    storage: str | None = attrs.field(default=None, validator=_optional_text)
+    max_wait: float | None = attrs.field(
+        default=None,
+        converter=_optional_duration,
+        validator=attrs.validators.optional(number(duration=True)),
+    )
+
+    @storage.validator
+    def _check_storage(self, _field: attrs.Attribute[Any], value: str | None) -> None:
+        if value is None:
+            return
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                [("storage", f"must be a redis:// or rediss:// URL or None, got {value!r}")]
+            )
+        if not float(self.per).is_integer():
+            raise ConfigError(
+                [
+                    (
+                        "per",
+                        f"must be whole seconds with a shared storage, got {self.per:g}",
+                    )
+                ]
+            )
+
+
+_LOAD_CONTROL_CONFIGS: Final = (BulkheadConfig, RetryBudget, RateLimitConfig)
 
 
 def _budget_field(value: object) -> Any:
@@ -454,6 +520,7 @@ _CALLABLE_TYPES: Final = frozenset(
         (RetryConfig, "retry_on"),
         (RetryConfig, "on_retry"),
         (TimeoutConfig, "on_timeout"),
+        (RateLimitConfig, "cost"),
     )
 )
 _converter.register_structure_hook_func(lambda t: t in _CALLABLE_TYPES, lambda value, _type: value)

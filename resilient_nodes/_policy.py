@@ -39,12 +39,14 @@ from ._chaos import ChaosConfig, wrap_chaos
 from ._config import (
     BreakerConfig,
     BulkheadConfig,
+    RateLimitConfig,
     RetryBudget,
     RetryConfig,
     TimeoutConfig,
     load_config,
     unstructure_config,
 )
+from ._ratelimit import RateLimiter, wrap_rate_limit
 from ._retry import wrap_retry
 from ._text import describe, safe_text
 from ._timeout import wrap_timeout
@@ -207,7 +209,29 @@ class _BulkheadLayer:
         return wrap_bulkhead(fn, Bulkhead.from_config(name, self.config))
 
 
-_Layer = _RetryLayer | _TimeoutLayer | _BreakerLayer | _ChaosLayer | _BulkheadLayer
+@attrs.frozen
+class _RateLimitLayer:
+    kind: ClassVar[str] = "rate_limit"
+    config: RateLimitConfig
+
+    def expr(self) -> str:
+        config = self.config
+        rest = _call_args(RateLimitConfig(limit=config.limit), config, skip=("limit", "per"))
+        per = "" if config.per == 1.0 else f", per={_value_repr(config.per)}"
+        return f"Policy.rate_limit({config.limit}{per}{', ' + rest if rest else ''})"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"type": self.kind, **unstructure_config(self.config)}
+        return {key: value for key, value in data.items() if value is not None}
+
+    def wrap(self, fn: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]) -> Any:
+        del breakers
+        return wrap_rate_limit(fn, RateLimiter(name, self.config))
+
+
+_Layer = (
+    _RetryLayer | _TimeoutLayer | _BreakerLayer | _ChaosLayer | _BulkheadLayer | _RateLimitLayer
+)
 
 
 def _retry_config(layer: _Layer) -> RetryConfig:
@@ -468,6 +492,46 @@ class Policy:
             (_BulkheadLayer(BulkheadConfig(max_concurrent=max_concurrent, max_queue=max_queue)),)
         )
 
+    @classmethod
+    def rate_limit(
+        cls,
+        limit: int,
+        per: _config.Seconds = 1.0,
+        *,
+        cost: Callable[..., Any] | None = None,
+        key: str | None = None,
+        storage: str | None = None,
+        max_wait: _config.Seconds | None = None,
+    ) -> Policy:
+        """At most *limit* calls (or cost units) in any *per* seconds.
+
+        A call without capacity waits for it within *max_wait* and the enclosing
+        deadline, else raises `NodeRateLimitedError` (not retried, never counted
+        by a breaker); a call refused or cancelled while waiting consumes
+        nothing. A ``Retry-After`` from the dependency pauses the key. Put it
+        inside the retry (every attempt spends quota) and outside the
+        per-attempt timeout (waiting is not the attempt's time).
+
+        Args:
+            limit: Calls, or cost units, per period.
+            per: The period (seconds or timedelta); a moving window.
+            cost: A callable of the call's arguments giving its weight, for
+                example estimated tokens; None counts each call as 1.
+            key: The limit's name, shared by every node and process using it;
+                None: the node's name.
+            storage: None for this process, or a ``redis://`` URL to share the
+                limit across processes (needs the ``redis`` extra).
+            max_wait: Longest wait for capacity; None waits as long as the
+                enclosing deadline allows, 0 never waits.
+
+        Raises:
+            ConfigError: On an invalid value, naming the field.
+        """
+        config = RateLimitConfig(
+            limit=limit, per=per, cost=cost, key=key, storage=storage, max_wait=max_wait
+        )
+        return cls((_RateLimitLayer(config),))
+
     # --- algebra --------------------------------------------------------------------
 
     def __or__(self, other: Policy) -> Policy:
@@ -597,7 +661,7 @@ def build_pipeline(
 _NONE: Final = Policy()
 
 
-_LAYER_TYPES: Final = ("breaker", "bulkhead", "chaos", "retry", "timeout")
+_LAYER_TYPES: Final = ("breaker", "bulkhead", "chaos", "rate_limit", "retry", "timeout")
 
 
 def _key_list(keys: Iterable[object]) -> str:
@@ -626,6 +690,9 @@ _PLAIN_LOADERS: Final[Mapping[str, Callable[[dict[str, Any], str], _Layer]]] = {
     "timeout": lambda body, where: _TimeoutLayer(load_config(body, TimeoutConfig, path=where)),
     "chaos": lambda body, where: _ChaosLayer(ChaosConfig.from_dict(body, path=where)),
     "bulkhead": lambda body, where: _BulkheadLayer(load_config(body, BulkheadConfig, path=where)),
+    "rate_limit": lambda body, where: _RateLimitLayer(
+        load_config(body, RateLimitConfig, path=where)
+    ),
 }
 
 

@@ -33,6 +33,8 @@ NOT_STDLIB = (
     "langgraph",
     "matplotlib",
     "redis",
+    "aiolimiter",
+    "langchain_core",
 )
 
 # Runs `python -m benchmarks ARGS` with the modules named in argv[1] made
@@ -291,7 +293,14 @@ def test_quick_mode_writes_a_table_with_every_variant(tmp_path: Path) -> None:
             "lg_fail_after",
             "lg_asyncio_timeout",
         },
-        "load": {"load_floor", "bulkhead_ours", "bulkhead_limiter"},
+        "load": {
+            "load_floor",
+            "bulkhead_ours",
+            "bulkhead_limiter",
+            "rate_limit_ours",
+            "rate_limit_langchain",
+            "rate_limit_aiolimiter",
+        },
     }
     assert set(raw["groups"]) == set(expected)
     for group, keys in expected.items():
@@ -326,7 +335,7 @@ def test_quick_mode_writes_a_table_with_every_variant(tmp_path: Path) -> None:
     # Every target row says exactly one of MET / NOT MET, the one its figure earns;
     # the informational rows say neither.
     kinds = [t["kind"] for t in raw["targets"]]
-    assert kinds.count("target") == 13
+    assert kinds.count("target") == 15
     assert kinds.count("info") == 1
     md_rows = _targets_table(table)
     console = _console_targets(proc.stdout)
