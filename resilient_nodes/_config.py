@@ -292,6 +292,10 @@ def _optional_text(_inst: object, field: attrs.Attribute[Any], value: object) ->
         )
 
 
+def _optional_float(value: object) -> Any:
+    return None if value is None else float_field(value)  # type: ignore[arg-type]
+
+
 def _optional_duration(value: object) -> Any:
     return None if value is None else seconds_field(value)  # type: ignore[arg-type]
 
@@ -457,6 +461,13 @@ class BreakerConfig:
         recovery_timeout: Seconds the circuit stays open before one probe is let
             through.
         success_threshold: Successful probes in half-open state that close it.
+        failure_rate: Open when at least this fraction (0..1] of the last
+            ``window`` counted calls failed, once ``minimum_calls`` were made.
+        slow_call_duration: A call taking at least this long (seconds) is slow.
+        slow_call_rate: Open when at least this fraction of the last ``window``
+            calls were slow, once ``minimum_calls`` were made.
+        window: How many of the most recent counted calls the rates look at.
+        minimum_calls: Calls in the window before a rate rule may open it.
     """
 
     failure_threshold: int = attrs.field(default=5, validator=_integer(1, 1_000_000))
@@ -466,6 +477,51 @@ class BreakerConfig:
         validator=number(gt=0.0, duration=True),
     )
     success_threshold: int = attrs.field(default=1, validator=_integer(1, 1_000_000))
+    # --- trip rules over the last `window` calls (issue 18) ---
+    failure_rate: float | None = attrs.field(
+        default=None,
+        converter=_optional_float,
+        validator=attrs.validators.optional(number(gt=0.0, le=1.0)),
+        metadata={"omit_if_none": True},
+    )
+    slow_call_duration: float | None = attrs.field(
+        default=None,
+        converter=_optional_duration,
+        validator=attrs.validators.optional(number(gt=0.0, duration=True)),
+        metadata={"omit_if_none": True},
+    )
+    slow_call_rate: float | None = attrs.field(
+        default=None,
+        converter=_optional_float,
+        validator=attrs.validators.optional(number(gt=0.0, le=1.0)),
+        metadata={"omit_if_none": True},
+    )
+    window: int = attrs.field(default=20, validator=_integer(1, 100_000))
+    minimum_calls: int = attrs.field(default=10, validator=_integer(1, 100_000))
+
+    @slow_call_rate.validator
+    def _check_slow_rule(self, _field: attrs.Attribute[Any], value: float | None) -> None:
+        if (value is None) != (self.slow_call_duration is None):
+            raise ConfigError(
+                [
+                    (
+                        "slow_call_rate",
+                        "slow_call_duration and slow_call_rate go together: give both or neither",
+                    )
+                ]
+            )
+
+    @minimum_calls.validator
+    def _check_minimum(self, _field: attrs.Attribute[Any], value: int) -> None:
+        if value > self.window:
+            raise ConfigError(
+                [("minimum_calls", f"must be <= window ({self.window}), got {value}")]
+            )
+
+    @property
+    def rate_rules(self) -> bool:
+        """Whether a failure-rate or slow-call-rate rule is set."""
+        return self.failure_rate is not None or self.slow_call_rate is not None
 
 
 @attrs.frozen(kw_only=True)

@@ -152,6 +152,10 @@ class _BreakerLayer:
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": self.kind, **unstructure_config(self.config)}
+        if not self.config.rate_rules:
+            # The window sizes mean nothing without a rate rule: left out, so a
+            # plain breaker writes what it always did.
+            del data["window"], data["minimum_calls"]
         if self.storage is not None:
             to_dict = getattr(self.storage, "to_dict", None)
             if to_dict is None:
@@ -162,13 +166,7 @@ class _BreakerLayer:
         return data
 
     def wrap(self, fn: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]) -> Any:
-        breaker = NodeCircuitBreaker(
-            name,
-            failure_threshold=self.config.failure_threshold,
-            recovery_timeout=self.config.recovery_timeout,
-            success_threshold=self.config.success_threshold,
-            storage=self.storage,
-        )
+        breaker = NodeCircuitBreaker.from_config(name, self.config, storage=self.storage)
         breakers.append(breaker)
         return wrap_breaker(fn, breaker, name=name)
 
@@ -411,8 +409,19 @@ class Policy:
         recovery_timeout: _config.Seconds = 60.0,
         success_threshold: int = 1,
         storage: Any = None,
+        failure_rate: float | None = None,
+        slow_call_duration: _config.Seconds | None = None,
+        slow_call_rate: float | None = None,
+        window: int = 20,
+        minimum_calls: int = 10,
     ) -> Policy:
         """A circuit breaker, one per wrapped node (shared by all its calls).
+
+        Besides consecutive failures, it can open on a failure rate or a
+        slow-call rate over the last *window* counted calls, once
+        *minimum_calls* were made (as in resilience4j and Polly v8): the call
+        that trips it raises its own error (or returns, if only slow), later
+        calls `NodeCircuitOpenError`, and one probe decides, as always.
 
         Args:
             failure_threshold: Consecutive counted failures that open it.
@@ -420,6 +429,13 @@ class Policy:
             success_threshold: Successful probes that close it again.
             storage: Where the breaker state lives (None: in this process; a
                 `RedisBreakerStorage` shares it across processes).
+            failure_rate: Open when at least this fraction (0..1] of the
+                window's calls failed.
+            slow_call_duration: A call taking at least this long is slow.
+            slow_call_rate: Open when at least this fraction of the window's
+                calls were slow (needs *slow_call_duration*).
+            window: How many recent counted calls the rates look at.
+            minimum_calls: Calls in the window before a rate rule may open it.
 
         Raises:
             ConfigError: On an invalid value, naming the field.
@@ -428,6 +444,11 @@ class Policy:
             failure_threshold=failure_threshold,
             recovery_timeout=recovery_timeout,
             success_threshold=success_threshold,
+            failure_rate=failure_rate,
+            slow_call_duration=slow_call_duration,
+            slow_call_rate=slow_call_rate,
+            window=window,
+            minimum_calls=minimum_calls,
         )
         return cls((_BreakerLayer(config, storage),))
 

@@ -1,0 +1,190 @@
+"""Breaker trip rules over a window of calls: failure rate and slow-call rate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from resilient_nodes import (
+    ConfigError,
+    NodeBulkheadFullError,
+    NodeCircuitBreaker,
+    NodeCircuitOpenError,
+    NodeRateLimitedError,
+    Policy,
+)
+from resilient_nodes._breaker import BreakerState, wrap_breaker
+
+
+class FakeClock:
+    """A settable clock; a slow call advances it."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _outcomes(breaker: NodeCircuitBreaker, pattern: str) -> None:
+    """Feed *pattern* through the breaker: ``s`` success, ``f`` failure, ``n`` neutral."""
+    for mark in pattern:
+        ticket = breaker.admit()
+        error: BaseException | None = {
+            "s": None,
+            "f": ConnectionError("down"),
+            "n": ValueError("bad request"),
+            "r": NodeRateLimitedError(1, 1.0),
+            "b": NodeBulkheadFullError(1, 0),
+        }[mark]
+        breaker.release(ticket, error)
+
+
+def test_failure_rate_opens_once_minimum_calls_are_in_the_window() -> None:
+    """Half the window failing opens it, but only from the minimum number of calls."""
+    breaker = NodeCircuitBreaker(
+        "rate", failure_threshold=1000, failure_rate=0.5, window=10, minimum_calls=6
+    )
+    _outcomes(breaker, "fffff")  # 100% but only 5 calls
+    assert breaker.state is BreakerState.CLOSED
+    _outcomes(breaker, "s")  # 5 of 6 failed
+    assert breaker.state is BreakerState.OPEN
+    with pytest.raises(NodeCircuitOpenError):
+        breaker.admit()
+
+
+def test_failure_rate_slides_over_the_last_window_calls() -> None:
+    """Old failures leave the window: 4 of the last 10 stay under a 0.5 rate."""
+    breaker = NodeCircuitBreaker(
+        "slide", failure_threshold=1000, failure_rate=0.5, window=10, minimum_calls=10
+    )
+    _outcomes(breaker, "ffff" + "s" * 5)  # 9 calls: below the minimum
+    _outcomes(breaker, "s" * 10)  # the failures slide out
+    _outcomes(breaker, "sfsfsfsf")  # 4 of the last 10
+    assert breaker.state is BreakerState.CLOSED
+    _outcomes(breaker, "f")  # 5 of the last 10
+    assert breaker.state is BreakerState.OPEN
+
+
+def test_neutral_errors_and_our_rejections_are_not_in_the_window() -> None:
+    """Validation errors, rate-limit and bulkhead refusals neither fail nor count as calls."""
+    breaker = NodeCircuitBreaker(
+        "neutral", failure_threshold=1000, failure_rate=0.5, window=4, minimum_calls=4
+    )
+    _outcomes(breaker, "nrbnrbnrb" * 5)
+    assert breaker.state is BreakerState.CLOSED
+    _outcomes(breaker, "fss")  # three calls in the window: under the minimum
+    assert breaker.state is BreakerState.CLOSED
+    _outcomes(breaker, "f")
+    assert breaker.state is BreakerState.OPEN
+
+
+def test_consecutive_rule_still_applies() -> None:
+    """The rate rules add to the consecutive-failure rule; they do not replace it."""
+    breaker = NodeCircuitBreaker(
+        "both", failure_threshold=3, failure_rate=0.9, window=20, minimum_calls=20
+    )
+    _outcomes(breaker, "fff")
+    assert breaker.state is BreakerState.OPEN
+
+
+@pytest.mark.anyio
+async def test_slow_calls_open_it_and_the_slow_call_itself_returns() -> None:
+    """Two slow calls in four: the second returns its result, the next call is refused."""
+    clock = FakeClock()
+    breaker = NodeCircuitBreaker(
+        "slow",
+        failure_threshold=1000,
+        slow_call_duration=2.0,
+        slow_call_rate=0.5,
+        window=4,
+        minimum_calls=4,
+        clock=clock,
+    )
+
+    async def call(seconds: float) -> str:
+        clock.now += seconds
+        await anyio.lowlevel.checkpoint()
+        return f"took {seconds:g}"
+
+    guarded: Any = wrap_breaker(call, breaker, name="slow")
+    assert await guarded(0.1) == "took 0.1"
+    assert await guarded(3) == "took 3"
+    assert await guarded(0.1) == "took 0.1"
+    assert breaker.state is BreakerState.CLOSED
+    assert await guarded(2) == "took 2"  # slow (>= 2 s): 2 of 4, and it trips
+    assert breaker.state is BreakerState.OPEN
+    with pytest.raises(NodeCircuitOpenError):
+        await guarded(0.1)
+
+
+def test_after_a_rate_trip_one_probe_decides_and_the_window_starts_afresh() -> None:
+    """The same half-open state machine: one probe; closing clears the window."""
+    clock = FakeClock()
+    breaker = NodeCircuitBreaker(
+        "probe",
+        failure_threshold=1000,
+        recovery_timeout=10,
+        failure_rate=0.5,
+        window=4,
+        minimum_calls=4,
+        clock=clock,
+    )
+    _outcomes(breaker, "ffss")
+    assert breaker.state is BreakerState.OPEN
+    clock.now += 10
+    probe = breaker.admit()
+    with pytest.raises(NodeCircuitOpenError) as caught:
+        breaker.admit()  # one probe at a time
+    assert caught.value.recovery_time == 0
+    breaker.release(probe)
+    assert breaker.state is BreakerState.CLOSED
+    _outcomes(breaker, "ff")  # the old failures are gone: 2 calls, under the minimum
+    assert breaker.state is BreakerState.CLOSED
+
+
+def test_sync_slow_calls_are_timed_too() -> None:
+    """A sync node's calls are timed on the breaker's clock."""
+    clock = FakeClock()
+
+    def call() -> str:
+        clock.now += 5
+        return "ok"
+
+    breaker = NodeCircuitBreaker(
+        "sync_slow",
+        failure_threshold=1000,
+        slow_call_duration=1.0,
+        slow_call_rate=1.0,
+        window=2,
+        minimum_calls=2,
+        clock=clock,
+    )
+    guarded = wrap_breaker(call, breaker, name="sync_slow")
+    assert [guarded(), guarded()] == ["ok", "ok"]
+    assert breaker.state is BreakerState.OPEN
+
+
+def test_policy_builder_repr_round_trip_and_checks() -> None:
+    """The rules print, round-trip, and bad combinations name their field."""
+    policy = Policy.breaker(failure_rate=0.5, slow_call_duration=2, slow_call_rate=0.3)
+    assert repr(policy) == (
+        "Policy.breaker(failure_rate=0.5, slow_call_duration=2, slow_call_rate=0.3)"
+    )
+    data = policy.to_dict()["layers"][0]
+    assert (data["window"], data["minimum_calls"]) == (20, 10)
+    assert Policy.from_dict(policy.to_dict()) == policy
+    assert Policy.breaker().to_dict()["layers"][0] == {
+        "type": "breaker",
+        "failure_threshold": 5,
+        "recovery_timeout": 60.0,
+        "success_threshold": 1,
+    }
+    with pytest.raises(ConfigError, match="slow_call_duration and slow_call_rate go together"):
+        Policy.breaker(slow_call_duration=1)
+    with pytest.raises(ConfigError, match=r"failure_rate: must be > 0, got 0"):
+        Policy.breaker(failure_rate=0)
+    with pytest.raises(ConfigError, match=r"minimum_calls: must be <= window \(5\), got 10"):
+        Policy.breaker(failure_rate=0.5, window=5)
