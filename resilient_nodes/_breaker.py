@@ -30,7 +30,9 @@ category                                                effect on the breaker
 timeout, network, server (5xx, 425), rate limit (429),  **failure**: counted
 unknown, retry exhausted
 validation, programming, client (other 4xx),            **neutral**: neither
-circuit open, cancelled (`NodeCancellationError`)       failure nor success
+circuit open, cancelled (`NodeCancellationError`),      failure nor success
+rejected (rate limit, bulkhead, thread limit), and
+a retry exhausted on those refusals
 control flow (cancellation, interrupts, GraphBubbleUp)  **ignored**: as if the
                                                         call never happened
 ======================================================  ==========================
@@ -92,7 +94,7 @@ from ._config import BreakerConfig
 from ._control import is_control_flow
 from ._logging import LogEvent, emit, get_logger
 from ._tokens import is_token_cancelled, sync_cancel_token, token_reason
-from .errors import NodeCancellationError, NodeCircuitOpenError
+from .errors import NodeCancellationError, NodeCircuitOpenError, NodeRetryExhaustedError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -141,6 +143,10 @@ _COUNTED: Final = frozenset(
 )
 
 
+# Our own refusals: never evidence about the dependency (issue 18).
+_REFUSALS: Final = frozenset({ErrorCategory.REJECTED, ErrorCategory.CIRCUIT_OPEN})
+
+
 def counts_as_failure(error: BaseException, /) -> bool:
     """Whether *error* counts against a breaker (see the module docstring).
 
@@ -152,7 +158,12 @@ def counts_as_failure(error: BaseException, /) -> bool:
     """
     if is_control_flow(error):
         return False
-    return classify_error(error).category in _COUNTED
+    category = classify_error(error).category
+    if category is ErrorCategory.RETRY_EXHAUSTED and isinstance(error, NodeRetryExhaustedError):
+        # A retry told to retry our own refusals (retry_on=Exception) and run out
+        # of attempts on them has still seen nothing of the dependency.
+        return classify_error(error.last_error).category not in _REFUSALS
+    return category in _COUNTED
 
 
 class _SharedView(Protocol):

@@ -188,3 +188,48 @@ def test_policy_builder_repr_round_trip_and_checks() -> None:
         Policy.breaker(failure_rate=0)
     with pytest.raises(ConfigError, match=r"minimum_calls: must be <= window \(5\), got 10"):
         Policy.breaker(failure_rate=0.5, window=5)
+
+
+# --- our own refusals are never the dependency's failure (issue 18) ----------------------
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        NodeRateLimitedError(1, 1.0),
+        NodeBulkheadFullError(1, 0),
+        NodeCircuitOpenError(failure_count=1, recovery_time=1.0),
+    ],
+)
+def test_a_retry_exhausted_on_our_refusals_is_not_counted(refusal: Exception) -> None:
+    """retry_on=Exception retrying our refusals: the exhaustion says nothing of the dependency."""
+    from resilient_nodes import NodeRetryExhaustedError
+    from resilient_nodes._breaker import counts_as_failure
+
+    assert not counts_as_failure(refusal)
+    assert not counts_as_failure(NodeRetryExhaustedError(3, refusal))
+    assert counts_as_failure(NodeRetryExhaustedError(3, ConnectionError("down")))
+
+
+@pytest.mark.anyio
+async def test_rejections_in_a_pipeline_never_open_any_breaker() -> None:
+    """Breaker outside a retry told to retry everything, outside a full rate limit."""
+    from resilient_nodes import NodeRetryExhaustedError
+
+    async def work() -> str:
+        return "ok"
+
+    policy = (
+        Policy.breaker(failure_threshold=1, failure_rate=0.1, window=2, minimum_calls=1)
+        | Policy.retry(attempts=2, backoff=0, max_retry_after=0, retry_on=Exception)
+        | Policy.rate_limit(1, per=60, key=f"pipeline-refusals-{id(work)}", max_wait=0)
+    )
+    node: Any = policy.wrap(work, name="refusals")
+    assert await node() == "ok"
+    for _ in range(3):
+        with pytest.raises(NodeRetryExhaustedError) as caught:
+            await node()
+        assert isinstance(caught.value.last_error, NodeRateLimitedError)
+    # Still closed: the refusals (and the retries' exhaustion on them) were neutral.
+    with pytest.raises(NodeRetryExhaustedError):
+        await node()
