@@ -494,7 +494,7 @@ class Policy:
     # --- load control builders (issue 18) -------------------------------------------
 
     @classmethod
-    def bulkhead(cls, max_concurrent: int, /, *, max_queue: int = 0) -> Policy:
+    def bulkhead(cls, max_concurrent: int, *, max_queue: int = 0) -> Policy:
         """At most *max_concurrent* calls of the node in flight at once.
 
         Up to *max_queue* more wait for a slot (first come, first served); the
