@@ -46,6 +46,8 @@ from ._node import create_llm_node as create_llm_node
 from ._node import create_node as create_node
 from ._node import create_simple_node as create_simple_node
 from ._node import create_tool_node as create_tool_node
+from ._node_logger import NodeLogger as NodeLogger
+from ._node_logger import create_node_logger as create_node_logger
 from ._policy import Policy as Policy
 from ._policy import load_node_policies as load_node_policies
 from ._records import NodeErrorRecord as NodeErrorRecord
@@ -137,6 +139,7 @@ __all__ = [
     "NodeCircuitOpenError",
     "NodeErrorRecord",
     "NodeExecutionError",
+    "NodeLogger",
     "NodeRetryExhaustedError",
     "NodeTimeoutError",
     "NodeValidationError",
@@ -155,6 +158,7 @@ __all__ = [
     "create_llm_node",
     "create_node",
     "create_node_error",
+    "create_node_logger",
     "create_retry_wrapper",
     "create_simple_node",
     "create_timeout_controller",

@@ -99,9 +99,11 @@ EXPECTED_ROOT = {
     "add_errors",
     "create_blocked_update",
     "merge_state_updates",
-    # logging
+    # logging (create_node_logger is the seed's createNodeLogger / ...WithContext)
     "LOGGER_NAME",
     "LogEvent",
+    "NodeLogger",
+    "create_node_logger",
 }
 
 # Importable from the root, but only on first use: they need an optional extra.
