@@ -10,6 +10,7 @@ import structlog
 from structlog.testing import capture_logs
 
 from resilient_nodes import (
+    LOGGER_NAME,
     ConfigError,
     ExecutionContext,
     LogEvent,
@@ -313,3 +314,11 @@ def test_repr_says_what_the_ids_are() -> None:
     assert repr(create_node_logger("plan")) == ("<NodeLogger 'plan': ids of the running node call>")
     fixed = create_node_logger("plan", ExecutionContext(trace_id="t1"))
     assert repr(fixed) == "<NodeLogger 'plan': trace_id='t1'>"
+
+
+def test_the_suite_prints_no_log_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    """conftest routes structlog's output nowhere: no event reaches stdout outside capture_logs."""
+    structlog.get_logger(LOGGER_NAME).warning("loud")
+    create_node(lambda state: {}, name="quiet")({})
+    create_node_logger("quiet").log_error(ValueError("x"))
+    assert capsys.readouterr() == ("", "")
