@@ -95,7 +95,11 @@ _OPTIONAL = {"RedisBreakerStorage": ("._redis_storage", "redis")}
 
 
 def __getattr__(name: str) -> Any:
-    """Import names that need an optional extra on first use."""
+    """Import names that need an optional extra, and ``__version__``, on first use."""
+    if name == "__version__":
+        value: Any = _version()
+        globals()[name] = value
+        return value
     entry = _OPTIONAL.get(name)
     if entry is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -111,6 +115,18 @@ def __getattr__(name: str) -> Any:
         ) from error
     globals()[name] = value
     return value
+
+
+def _version() -> str:
+    # Read from the installed metadata on first use, as structlog and attrs do:
+    # importlib.metadata costs milliseconds that `import resilient_nodes` need not pay.
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("resilient-nodes")
+    except PackageNotFoundError:
+        # Imported from a source tree that was never installed: no metadata to read.
+        return "0+unknown"
 
 
 __all__ = [
