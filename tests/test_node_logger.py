@@ -263,6 +263,45 @@ def test_filtered_levels_read_nothing(
     assert reads == ["context", "error_text", "context"]
 
 
+@pytest.mark.parametrize(
+    ("floor", "logged"),
+    [
+        (logging.DEBUG, ["debug", "info", "warning", "error"]),
+        (logging.INFO, ["info", "warning", "error"]),
+        (logging.WARNING, ["warning", "error"]),
+        (logging.ERROR, ["error"]),
+        (logging.CRITICAL, []),
+    ],
+)
+def test_plain_methods_log_at_their_level(
+    floor: int, logged: list[str], restore_structlog: None
+) -> None:
+    """debug, info, warning and error log at their own level, down to the configured floor."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(floor))
+    log = create_node_logger("plan")
+    with capture_logs() as logs:
+        for level in ("debug", "info", "warning", "error"):
+            getattr(log, level)(f"said.{level}")
+    assert [(event["event"], event["log_level"]) for event in logs] == [
+        (f"said.{level}", level) for level in logged
+    ]
+
+
+def test_a_wrapper_without_level_filtering_or_a_method(restore_structlog: None) -> None:
+    """A wrapper class with no ``is_enabled_for`` lets every level through; a missing method is skipped."""
+
+    class InfoOnly(structlog.BoundLoggerBase):
+        def info(self, event: str, **fields: Any) -> Any:
+            return self._proxy_to_logger("info", event, **fields)
+
+    structlog.configure(wrapper_class=InfoOnly)
+    log = create_node_logger("plan")
+    with capture_logs() as logs:
+        log.debug("no.debug.method")
+        log.info("said.info")
+    assert [event["event"] for event in logs] == ["said.info"]
+
+
 def test_binds_on_the_first_line_not_at_creation(restore_structlog: None) -> None:
     """A logger made before structlog is configured follows the configuration set later."""
     log = create_node_logger("plan")
