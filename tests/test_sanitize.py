@@ -5,12 +5,22 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
 import cattrs
 import pytest
 
-from resilient_nodes._sanitize import normalize_error, redact_secrets, sanitize_traceback
+from resilient_nodes import _sanitize as sanitize_module
+from resilient_nodes._sanitize import (
+    CUT_CONTEXT,
+    error_text,
+    normalize_error,
+    redact_secrets,
+    redacted_head,
+    redacted_tail,
+    sanitize_traceback,
+)
 from resilient_nodes.errors import ErrorCode, NodeExecutionError
 
 _ABSOLUTE = re.compile(r"(?<![\w.~])/(?:home|root|usr|tmp|work|opt|Users|var)\b")
@@ -152,6 +162,8 @@ def test_unprintable_exception() -> None:
         ("X-Api-Key: live_0123456789", "live_0123456789"),
         ("client_secret='correct horse battery staple'", "horse"),
         ("DB_PASSWORD=s3cr3t; next", "s3cr3t"),
+        ('body {"password":"hunter2-cut-off', "hunter2"),
+        ("""body {"password": "it's a \\"quoted\\" secret"}""", "quoted"),
     ],
 )
 def test_secrets_redacted(text: str, leaked: str) -> None:
@@ -267,3 +279,96 @@ def test_url_credentials_redacted_when_working_directory_is_root() -> None:
         text = sanitize_traceback(error, relative_to="/")
     assert "hunter2" not in text
     assert "postgres://" in text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a-" * 32_000,  # a lazy key scan at every "-" took minutes on 32 KB of this
+        "-".join(["AbC_dEf0123456789"] * 4_000),  # base64url-like, with "-"
+        "a://x:" * 10_000,  # URL starts that never reach an "@"
+        "eyJ-" * 16_000,
+        "-----BEGIN PRIVATE KEY-----" * 2_000,  # headers without a footer
+        "password" * 8_000,
+        'password:"' * 6_000,
+        "password" + " " * 64_000,
+        "/home/" * 10_000,
+        " Ab1" * 16_000,
+        ":" * 64_000,
+    ],
+    ids=lambda text: repr(text[:12]),
+)
+def test_redaction_is_linear_on_hostile_text(text: str) -> None:
+    """Text built to make the patterns backtrack is redacted in well under a second.
+
+    64 KB each; the old patterns took from seconds to minutes on some of these
+    (quadratic backtracking). The bound is generous: linear patterns take tens of
+    milliseconds here.
+    """
+    started = time.perf_counter()
+    redact_secrets(text)
+    assert time.perf_counter() - started < 1.0
+
+
+_STRADDLING = [
+    ("password=hunter2secretvalue", "hunter2secretvalue"),
+    ('{"password": "correct horse battery staple"}', "correct horse battery staple"),
+    ("postgres://admin:hunter2secret@db/app", "admin:hunter2secret"),
+    ("sk-proj-AbC123dEf456GhI789jKl0", "AbC123dEf456GhI789jKl0"),
+    ("Authorization: Bearer Zm9vYmFyYmF6cXV4MTIzNDU2", "Zm9vYmFyYmF6cXV4MTIzNDU2"),
+]
+
+
+def _fragments(secret: str, size: int = 5) -> list[str]:
+    return [
+        secret[i : i + size] for i in range(len(secret) - size + 1) if secret[i : i + size].strip()
+    ]
+
+
+@pytest.mark.parametrize(("text", "secret"), _STRADDLING, ids=[s[:12] for s, _ in _STRADDLING])
+def test_a_cut_never_leaves_part_of_a_secret(text: str, secret: str) -> None:
+    """Whatever character a head or tail cut falls on, no 5-character piece of the secret is kept."""
+    filler = "." * 50
+    whole = f"{filler} {text} {filler}"
+    for limit in range(len(filler), len(whole) - len(filler) + 1):
+        kept = redacted_head(whole, limit) + " | " + redacted_tail(whole, len(whole) - limit)
+        for fragment in _fragments(secret):
+            assert fragment not in kept, (limit, fragment, kept)
+
+
+def test_a_cut_keeps_the_text_around_a_secret() -> None:
+    """A cut inside a secret keeps its whole marker; text away from the cut is kept as is."""
+    text = "before password=hunter2secret after"
+    assert redacted_head(text, 20) == "before password=[REDACTED]"
+    assert redacted_tail(text, 20) == "password=[REDACTED] after"
+    assert redacted_head(text, 7) == "before "
+    assert redacted_tail(text, 6) == " after"
+    assert redacted_head("short", 10) == "short"
+
+
+def test_redacting_a_cut_text_reads_a_bounded_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the kept part and CUT_CONTEXT characters beside it are handed to the patterns."""
+    seen: list[int] = []
+    redact = sanitize_module._redact
+
+    def spy(text: str, cut: int, *, keep_head: bool) -> tuple[str, int]:
+        seen.append(len(text))
+        return redact(text, cut, keep_head=keep_head)
+
+    monkeypatch.setattr(sanitize_module, "_redact", spy)
+    huge = "a-" * 500_000
+    redacted_head(huge, 300)
+    redacted_tail(huge, 300)
+    sanitize_traceback(RuntimeError(huge), max_length=300)
+    assert seen == [300 + CUT_CONTEXT] * 3
+
+
+def test_error_text_cut_inside_a_secret_keeps_none_of_it() -> None:
+    """A log line's message cut at its limit does not keep the start of a key or password."""
+    for offset in range(1, 25):
+        key = error_text(RuntimeError("x" * (500 - offset) + " sk-proj-AbC123dEf456GhI789jKl0"))
+        assert "proj-" not in key, offset
+        assert key.endswith("more chars]")
+        url = error_text(RuntimeError("x" * (500 - offset) + ",redis://app:hunter2secret@cache/0"))
+        assert "hunter" not in url, offset
+    assert error_text(RuntimeError("password=hunter2")) == "password=[REDACTED]"
