@@ -35,10 +35,24 @@ _REDACTED: Final = "[REDACTED]"
 # repeats that must not give back are possessive, and the rest are bounded. (A
 # lazy ``\b[\w-]*?`` key tried at every ``-`` of a 32 KB ``a-a-a...`` took minutes.)
 
-# Credentials inside a URL: the scheme starts only where a run of scheme
-# characters starts, so it is scanned once.
+# A private key, header to footer. The body runs to the next "-----" (possessive,
+# so it is scanned once); the footer is optional, so a key cut short still goes.
+_PEM_LABEL: Final = r"[A-Z0-9 ]{0,30}PRIVATE KEY(?: BLOCK)?-----"
+_PEM_PRIVATE_KEY: Final = re.compile(
+    rf"-----BEGIN {_PEM_LABEL}(?:[^-]|-(?!----))*+(?:-----END {_PEM_LABEL})?"
+)
+# The end of a key whose header was cut off (text that starts inside the body).
+_PEM_TAIL: Final = re.compile(rf"\A[A-Za-z0-9+/=\s\\]*+-----END {_PEM_LABEL}")
+# Credentials inside a URL: scheme, an optional user, ":" and a password that runs
+# to the *last* "@" before the next "://", whitespace or quote, so an unencoded "@"
+# or "/" in the password (``postgres://u:p@ss/w0rd@host``) is redacted with it.
 _URL_CREDENTIALS: Final = re.compile(
-    r"(?<![A-Za-z0-9+.-])(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*+://)[^\s/@:]++:[^\s/@]++@"
+    r"(?<![A-Za-z0-9+.-])(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*+://)"
+    r"[^\s/@:\"'<>`]*+:"
+    r"(?:(?:[^\s:@\"'<>`]|:(?!//))*+@)++"
+)
+_SLACK_WEBHOOK: Final = re.compile(
+    r"(?P<prefix>\bhooks\.slack\.com/(?:services|workflows|triggers)/)[A-Za-z0-9/_-]++"
 )
 # Credential charset for bearer-style tokens (RFC 6750 b64token, plus JWT dots).
 _CREDENTIAL_CHARS: Final = r"[A-Za-z0-9._~+/=-]"
@@ -47,12 +61,33 @@ _SCHEME_CREDENTIALS: Final = re.compile(
 )
 _KEY_SHAPES: Final = re.compile(
     r"\bsk-[A-Za-z0-9_-]{12,}"  # OpenAI (sk-proj-...), Anthropic (sk-ant-api03-...)
+    r"|\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"  # Stripe secret and restricted keys
     r"|\bgh[pousr]_[A-Za-z0-9]{20,}"  # GitHub
     r"|\bgithub_pat_[A-Za-z0-9_]{20,}"
+    r"|\bhf_[A-Za-z0-9]{30,}"  # Hugging Face
     r"|\bxox[abprs]-[A-Za-z0-9-]{10,}"  # Slack
     r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"  # AWS access key ids
     r"|\bAIza[0-9A-Za-z_-]{30,}"  # Google
+    # JWT: base64url of '{"' starts both header and payload; the signature may be
+    # empty (alg "none").
+    r"|(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{5,}+\.eyJ[A-Za-z0-9_-]*+\.[A-Za-z0-9_-]*+"
 )
+# An AWS secret access key (40 characters of base64) after its name, with or without
+# a separator: ``aws_secret_access_key wJalr...``, ``"SecretAccessKey": "wJalr..."``.
+_AWS_SECRET_NAMED: Final = re.compile(
+    r"(?i)(?P<key>secret[ _-]?access[ _-]?key)(?P<sep>[\"']?\s*+[=:]?\s*+[\"']?)"
+    r"[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])"
+)
+# A candidate AWS secret key on its own: exactly 40 base64 characters standing alone
+# (after a space, quote, "=", ":", bracket or comma; before a space, quote, bracket,
+# comma or a final "."). Whether it is one is `_looks_random`'s call.
+_AWS_SECRET_SHAPE: Final = re.compile(
+    r"(?<![^\s\"'`=:,;(\[{<])[A-Za-z0-9/+]{40}(?=\.?(?:[\s\"'`,;)\]}>]|\Z))"
+)
+# Runs that read as words: "Response", "pregel", "HTTP". Random base64 averages 12
+# of its 40 characters in such runs; identifiers, paths and prose are mostly words.
+_WORDLIKE: Final = re.compile(r"[A-Z]?[a-z]{3,}|[A-Z]{3,}")
+_MAX_WORDLIKE: Final = 20
 # Keys whose value is a secret. The secret word must end the key (optionally with a
 # _key/_id/_token/_value suffix), so "max_tokens", "tokenizer" and "author" are not
 # keys of secrets while "access_token", "X-Api-Key" and "DB_PASSWORD" are. The key
@@ -78,6 +113,22 @@ def _looks_like_credential(token: str) -> bool:
     # Prose after "basic"/"token" ("basic authentication", "token expired") is
     # letters only and lowercase after the first; credentials almost never are.
     return any(c.isdigit() or c in "._~+/=-" for c in token) or any(c.isupper() for c in token[1:])
+
+
+def _looks_random(candidate: str) -> bool:
+    """Whether a standalone 40-character base64 string is (most likely) an AWS secret key.
+
+    It must mix lowercase, uppercase and digits (a hex digest or a base32 id does
+    not) and have at most half its characters in word-like runs (identifiers,
+    paths and prose are mostly words). About 94% of random keys pass; the usual
+    leaks, with the key's name beside them, are caught by name regardless.
+    """
+    return (
+        any(c.islower() for c in candidate)
+        and any(c.isupper() for c in candidate)
+        and any(c.isdigit() for c in candidate)
+        and sum(len(word) for word in _WORDLIKE.findall(candidate)) <= _MAX_WORDLIKE
+    )
 
 
 def _redact_scheme(match: re.Match[str]) -> str:
@@ -108,6 +159,18 @@ def _redact_url(match: re.Match[str]) -> str:
     return f"{match['scheme']}{_REDACTED}@"
 
 
+def _redact_after_prefix(match: re.Match[str]) -> str:
+    return f"{match['prefix']}{_REDACTED}"
+
+
+def _redact_named(match: re.Match[str]) -> str:
+    return f"{match['key']}{match['sep']}{_REDACTED}"
+
+
+def _redact_if_random(match: re.Match[str]) -> str:
+    return _REDACTED if _looks_random(match[0]) else match[0]
+
+
 def _redact_whole(_match: re.Match[str]) -> str:
     return _REDACTED
 
@@ -116,12 +179,19 @@ def _home(_match: re.Match[str]) -> str:
     return "~"
 
 
-# In order: the specific shapes before the generic key=value rule (which leaves
-# a value already "[REDACTED" alone), home directories last.
+# In order: private keys first, while whole (key=value would otherwise take
+# "private_key=-----BEGIN" and leave the body), the specific shapes before the
+# generic key=value rule (which leaves a value already "[REDACTED" alone), home
+# directories last.
 _RULES: Final[tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], str]], ...]] = (
+    (_PEM_PRIVATE_KEY, _redact_whole),
+    (_PEM_TAIL, _redact_whole),
     (_URL_CREDENTIALS, _redact_url),
+    (_SLACK_WEBHOOK, _redact_after_prefix),
     (_SCHEME_CREDENTIALS, _redact_scheme),
     (_KEY_SHAPES, _redact_whole),
+    (_AWS_SECRET_NAMED, _redact_named),
+    (_AWS_SECRET_SHAPE, _redact_if_random),
     (_KEY_VALUE, _redact_value),
     (_HOME, _home),
 )
@@ -162,9 +232,15 @@ def redact_secrets(text: str) -> str:
     """Replace secrets that commonly leak into error text with ``[REDACTED]``.
 
     Covers: credentials inside URLs (``postgres://user:pass@host`` becomes
-    ``postgres://[REDACTED]@host``); ``Bearer``/``Basic``/``Token`` credentials;
-    API keys by their shape (OpenAI and Anthropic ``sk-...``, GitHub ``ghp_...``,
-    Slack, AWS ``AKIA...``, Google); the values of secret-looking keys in
+    ``postgres://[REDACTED]@host``; the user may be empty and the password may
+    hold an unencoded ``@`` or ``/``: everything up to the last ``@`` goes);
+    ``Bearer``/``Basic``/``Token`` credentials; API keys by their shape (OpenAI
+    and Anthropic ``sk-...``, Stripe ``sk_live_...``/``rk_live_...``, GitHub
+    ``ghp_...``, Hugging Face ``hf_...``, Slack tokens, AWS ``AKIA...``,
+    Google); JWTs (``eyJ...eyJ....sig``); Slack webhook URLs; PEM private keys
+    (the whole block, also when cut short); AWS secret access keys after their
+    name (``aws_secret_access_key``, ``SecretAccessKey``) or standing alone when
+    they look random (see `_looks_random`); the values of secret-looking keys in
     ``key=value``, ``key: value`` and JSON ``"key": "value"`` form (``password``,
     ``token``, ``api_key``, ``secret``, ``authorization``...; a key only counts if
     it *ends* with the secret word, so ``max_tokens: 4096`` and ``tokenizer`` are
