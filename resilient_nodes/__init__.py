@@ -47,6 +47,8 @@ from ._node import create_llm_node as create_llm_node
 from ._node import create_node as create_node
 from ._node import create_simple_node as create_simple_node
 from ._node import create_tool_node as create_tool_node
+from ._node_logger import NodeLogger as NodeLogger
+from ._node_logger import create_node_logger as create_node_logger
 from ._policy import Policy as Policy
 from ._policy import load_node_policies as load_node_policies
 from ._records import NodeErrorRecord as NodeErrorRecord
@@ -96,7 +98,11 @@ _OPTIONAL = {"RedisBreakerStorage": ("._redis_storage", "redis")}
 
 
 def __getattr__(name: str) -> Any:
-    """Import names that need an optional extra on first use."""
+    """Import names that need an optional extra, and ``__version__``, on first use."""
+    if name == "__version__":
+        value: Any = _version()
+        globals()[name] = value
+        return value
     entry = _OPTIONAL.get(name)
     if entry is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -112,6 +118,18 @@ def __getattr__(name: str) -> Any:
         ) from error
     globals()[name] = value
     return value
+
+
+def _version() -> str:
+    # Read from the installed metadata on first use, as structlog and attrs do:
+    # importlib.metadata costs milliseconds that `import resilient_nodes` need not pay.
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("resilient-nodes")
+    except PackageNotFoundError:
+        # Imported from a source tree that was never installed: no metadata to read.
+        return "0+unknown"
 
 
 __all__ = [
@@ -141,6 +159,7 @@ __all__ = [
     "NodeCircuitOpenError",
     "NodeErrorRecord",
     "NodeExecutionError",
+    "NodeLogger",
     "NodeRateLimitedError",
     "NodeRetryExhaustedError",
     "NodeTimeoutError",
@@ -161,6 +180,7 @@ __all__ = [
     "create_llm_node",
     "create_node",
     "create_node_error",
+    "create_node_logger",
     "create_retry_wrapper",
     "create_simple_node",
     "create_timeout_controller",

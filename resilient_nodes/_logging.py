@@ -26,6 +26,10 @@ class LogEvent(enum.StrEnum):
 
     Compare with the plain string or the member: ``event["event"] ==
     LogEvent.NODE_FAILED`` and ``== "node.failed"`` are the same test.
+
+    The wrapper's events are past tense (``node.started``, ``node.failed``); the
+    four a node's own code logs through `NodeLogger` are named after its methods
+    (``log_entry`` logs ``node.entry``), so a reader can tell who wrote a line.
     """
 
     NODE_STARTED = "node.started"
@@ -58,6 +62,14 @@ class LogEvent(enum.StrEnum):
     """A shared breaker storage answers again (info)."""
     CHAOS_INJECTED = "chaos.injected"
     """`Policy.chaos` injected a fault (info)."""
+    NODE_ENTRY = "node.entry"
+    """A node's own code logged its start: `NodeLogger.log_entry` (debug)."""
+    NODE_EXIT = "node.exit"
+    """A node's own code logged its end: `NodeLogger.log_exit` (info)."""
+    NODE_ERROR = "node.error"
+    """A node's own code logged an error: `NodeLogger.log_error` (error)."""
+    NODE_RETRY = "node.retry"
+    """A node's own code logged a retry of its own: `NodeLogger.log_retry` (info)."""
     # --- load control (Policy.bulkhead, Policy.rate_limit, retry budgets) ---
     BULKHEAD_REJECTED = "bulkhead.rejected"
     """A full bulkhead (every slot busy, the queue full) rejected a call (warning)."""

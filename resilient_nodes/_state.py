@@ -72,7 +72,7 @@ from cattrs.gen.typeddicts import make_dict_structure_fn as make_typeddict_struc
 
 from ._classification import ErrorCategory
 from ._records import ERROR_CODES, NodeErrorRecord, now_iso
-from ._sanitize import redact_secrets
+from ._sanitize import CUT_CONTEXT, redact_secrets, redacted_head
 from ._text import safe_text
 from .errors import StateValidationError
 
@@ -203,7 +203,12 @@ class _InvalidError(ValueError):
 
 
 def _short_repr(value: object, limit: int = 60) -> str:
-    return redact_secrets(safe_text(value, limit, as_repr=True))
+    # Redacted before the cut, not after: a secret cut in two is no longer
+    # recognisable, and its first half would be kept.
+    text = safe_text(value, limit + CUT_CONTEXT, as_repr=True)
+    if len(text) <= limit:
+        return redact_secrets(text)
+    return redacted_head(text, limit - 3) + "..."
 
 
 def _describe(value: object) -> str:

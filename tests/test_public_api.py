@@ -99,9 +99,11 @@ EXPECTED_ROOT = {
     "add_errors",
     "create_blocked_update",
     "merge_state_updates",
-    # logging
+    # logging (create_node_logger is the seed's createNodeLogger / ...WithContext)
     "LOGGER_NAME",
     "LogEvent",
+    "NodeLogger",
+    "create_node_logger",
     # load control (issue 18)
     "NodeBulkheadFullError",
     "NodeRateLimitedError",
@@ -331,3 +333,24 @@ def test_adapters_alone_import_their_library() -> None:
                 continue
             for library, allowed in owners.items():
                 assert library not in roots or name in allowed, f"{name} imports {library}"
+
+
+def test_version_is_the_installed_distributions() -> None:
+    """`__version__` is read from the metadata on first use; it is not part of `__all__`."""
+    from importlib.metadata import version
+
+    assert resilient_nodes.__version__ == version("resilient-nodes")
+    assert "__version__" not in resilient_nodes.__all__
+
+
+def test_version_without_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source tree that was never installed reports a valid placeholder version."""
+    import importlib.metadata
+
+    def missing(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    monkeypatch.delitem(vars(resilient_nodes), "__version__", raising=False)
+    assert resilient_nodes.__version__ == "0+unknown"
+    monkeypatch.delitem(vars(resilient_nodes), "__version__")  # not cached for later tests

@@ -1152,3 +1152,17 @@ def test_create_node_error_details_keep_none_and_flatten_deep_nesting():
         level, depth = level[0], depth + 1
     assert depth < 12
     assert "leaf" in level
+
+
+def test_a_secret_in_a_long_bad_value_is_not_cut_in_half() -> None:
+    """A problem message quotes a bad value redacted before it is shortened.
+
+    The key starts where the 60-character quote would cut it to "sk-" and nine
+    characters, too short for any key pattern to recognise.
+    """
+    secret = "sk-" + "A1b2C3d4" * 6
+    with pytest.raises(StateValidationError) as excinfo:
+        update_routing_flags({"ready": ["p" * 42 + " " + secret]})  # type: ignore[dict-item]
+    text = str(excinfo.value)
+    assert "[REDACTED]" in text
+    assert "A1b2C3d4" not in text
