@@ -233,3 +233,37 @@ async def test_rejections_in_a_pipeline_never_open_any_breaker() -> None:
     # Still closed: the refusals (and the retries' exhaustion on them) were neutral.
     with pytest.raises(NodeRetryExhaustedError):
         await node()
+
+
+@pytest.mark.anyio
+async def test_timed_shells_record_failures_too() -> None:
+    """With a slow rule, a failing call is timed and counted, async and sync."""
+    clock = FakeClock()
+
+    async def boom() -> None:
+        clock.now += 3
+        raise ConnectionError("down")
+
+    def sync_boom() -> None:
+        raise ConnectionError("down")
+
+    options: dict[str, Any] = {
+        "failure_threshold": 1000,
+        "slow_call_duration": 1.0,
+        "slow_call_rate": 1.0,
+        "window": 2,
+        "minimum_calls": 2,
+        "clock": clock,
+    }
+    breaker = NodeCircuitBreaker("timed_async", **options)
+    guarded: Any = wrap_breaker(boom, breaker, name="timed_async")
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            await guarded()
+    assert breaker.state is BreakerState.OPEN  # two slow failures of two
+    sync_breaker = NodeCircuitBreaker("timed_sync", **{**options, "failure_rate": 1.0})
+    sync_guarded = wrap_breaker(sync_boom, sync_breaker, name="timed_sync")
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            sync_guarded()
+    assert sync_breaker.state is BreakerState.OPEN

@@ -206,3 +206,28 @@ def test_recovery_is_logged(key: str, monkeypatch: pytest.MonkeyPatch) -> None:
         LogEvent.RATE_LIMIT_STORAGE_UNAVAILABLE,
         LogEvent.RATE_LIMIT_STORAGE_RECOVERED,
     ]
+
+
+def test_a_pause_is_written_into_the_shared_window(server: RedisServer, key: str) -> None:
+    """A sync 429 fills the key's Redis window, so a limiter with its own local window is refused."""
+    from resilient_nodes._config import RateLimitConfig
+    from resilient_nodes._ratelimit import RateLimiter, wrap_rate_limit
+
+    class TooManyRequestsError(Exception):
+        status_code = 429
+        retry_after = 5
+
+    def throttled() -> None:
+        raise TooManyRequestsError("429")
+
+    config = RateLimitConfig(limit=3, per=1, key=key, storage=server.url, max_wait=0)
+    with pytest.raises(TooManyRequestsError):
+        wrap_rate_limit(throttled, RateLimiter("a", config))()
+    client = server.client()
+    assert client.llen(f"resilient_nodes:ratelimit:LIMITER/{key}/3/1/second") == 3
+    client.close()
+    # Another "process": its own local window (a private clock), the same Redis key.
+    other = wrap_rate_limit(lambda: "ok", RateLimiter("b", config, clock=time.monotonic))
+    with pytest.raises(NodeRateLimitedError) as caught:
+        other()
+    assert caught.value.retry_after == pytest.approx(5, abs=0.5)
