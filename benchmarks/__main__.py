@@ -93,7 +93,8 @@ SECTIONS = {
     "scale": "N concurrent node calls (an interpreter per size)",
     "redis": "breaker state on Redis: starts its own redis-server on 127.0.0.1, "
     "skipped with a note where none is installed",
-    "load": "load control: bulkhead and in-process rate limit against their peers",
+    "load": "load control: bulkhead and in-process rate limit against their peers; "
+    "round trips of a Redis-shared rate limit (its own redis-server, where installed)",
 }
 
 # Modules every section imports (the package and its own dependencies), then what
@@ -104,7 +105,7 @@ SECTION_MODULES = {
     "failure": ("backoff", "stamina"),
     "langgraph": ("langgraph",),
     "redis": ("redis",),
-    "load": ("aiolimiter", "langchain_core"),
+    "load": ("aiolimiter", "langchain_core", "redis"),
 }
 PLOT_MODULES = ("matplotlib",)
 
@@ -557,10 +558,24 @@ def main(argv: list[str] | None = None) -> int:
             _log(f"redis: {reason}")
             redis = {"skipped": reason}
 
+    load_redis = None
+    if "load" in only:
+        from . import bench_load, bench_redis
+
+        if bench_redis.server_missing() is None:
+            _log("load: a rate limit shared on a redis-server of our own")
+            load_redis = bench_load.redis_round_trips(s.redis_calls)
+
     elapsed = time.monotonic() - t0
     env = _report.environment()
     targets = _targets.evaluate(
-        groups, late, memory, scale, scale_small=s.scale_small, scale_large=s.scale_large
+        groups,
+        late,
+        memory,
+        scale,
+        scale_small=s.scale_small,
+        scale_large=s.scale_large,
+        load_redis=load_redis,
     )
     md = _markdown(
         command=command,
@@ -589,6 +604,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory": memory,
         "scale": scale,
         "redis": redis,
+        "load_redis": load_redis,
     }
     (out / "results.json").write_text(json.dumps(raw, indent=1, default=str), encoding="utf-8")
     if not args.no_plots:

@@ -104,6 +104,7 @@ def evaluate(
     *,
     scale_small: int,
     scale_large: int,
+    load_redis: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Every target (and informational row) the sections that ran can speak to."""
     t: list[dict[str, Any]] = []
@@ -201,6 +202,16 @@ def evaluate(
         )
     if "load" in groups:
         t.extend(_load(groups))
+    if load_redis is not None:
+        t.append(
+            target(
+                "Redis-shared rate limit: round trips per admitted call",
+                load_redis["round_trips_per_call"],
+                1,
+                "{:.3f}",
+                f"{load_redis['us_per_call']:.0f} µs per call, sync, {load_redis['calls']:,} calls",
+            )
+        )
     if "langgraph" in groups:
         t.extend(_langgraph(groups))
     if scale:
