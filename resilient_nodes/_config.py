@@ -313,7 +313,8 @@ class RateLimitConfig:
             for example estimated tokens); None counts every call as 1. Code, so
             it is not written to plain data.
         key: The limit's name: calls of every node and process using the same
-            key and storage share it. None: the node's name.
+            key, limit, period and storage share one window. None: the node's
+            name.
         storage: None for this process only, or a ``redis://`` / ``rediss://``
             URL to share the limit across processes.
         max_wait: Longest wait for capacity, in seconds; None waits as long as

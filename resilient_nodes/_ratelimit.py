@@ -15,6 +15,9 @@ Semantics, in one place:
   The wait is a plain sleep: cancellable, and a call cancelled (or refused)
   while waiting has consumed nothing, since capacity is only taken when the
   call is admitted. A sync caller's wait also ends when its cancel token is set.
+  (With Redis, a cancellation that arrives during the admission round trip
+  itself waits for it, at most `REDIS_TIMEOUT`; if that round trip admitted
+  the call, the admission stays counted: a moving window cannot take one back.)
 * **Retry-After.** When the call fails with an error that carries a
   ``Retry-After`` (a 429 from the provider, read by `classify_error`), the key
   is paused for that long, for every caller of the key: with a shared storage,
@@ -67,7 +70,15 @@ if TYPE_CHECKING:
 
     from ._config import RateLimitConfig
 
-__all__ = ["FALLBACK_PERIOD", "REDIS_TIMEOUT", "RateLimiter", "wrap_rate_limit"]
+__all__ = [
+    "FALLBACK_PERIOD",
+    "REDIS_TIMEOUT",
+    "LocalWindow",
+    "RateLimiter",
+    "local_window",
+    "reset_local_windows",
+    "wrap_rate_limit",
+]
 
 REDIS_TIMEOUT: Final = 0.25
 """Seconds a Redis connect or reply may take before the local fallback is used."""
@@ -130,9 +141,27 @@ class LocalWindow:
         with self._lock:
             self._paused_until = max(self._paused_until, until)
 
+    def clear(self) -> None:
+        """Forget every admission and any pause."""
+        with self._lock:
+            self._stamps.clear()
+            self._paused_until = -math.inf
+
 
 _windows: dict[tuple[str, int, float], LocalWindow] = {}
 _windows_lock = threading.Lock()
+
+
+def reset_local_windows() -> None:
+    """Forget every in-process window (`resilient_nodes.testing.reset_rate_limits`).
+
+    Limiters built before keep the windows they hold; nodes built after get new
+    ones. So the in-use windows are emptied too, rather than dropped.
+    """
+    with _windows_lock:
+        windows = list(_windows.values())
+    for window in windows:
+        window.clear()
 
 
 def local_window(key: str, limit: int, per: float) -> LocalWindow:

@@ -347,3 +347,21 @@ def test_policy_repr_round_trip_and_refused_code() -> None:
         "layers[0].limit: must be >= 1, got 0",
         "layers[0].max_wait: must be >= 0, got -1",
     ]
+
+
+@pytest.mark.anyio
+async def test_testing_reset_rate_limits_empties_the_shared_windows() -> None:
+    """`resilient_nodes.testing.reset_rate_limits` frees every in-process window and pause."""
+    from resilient_nodes.testing import reset_rate_limits
+
+    key = fresh_key()
+
+    async def work() -> str:
+        return "ok"
+
+    node: Any = Policy.rate_limit(1, per=60, key=key, max_wait=0).wrap(work, name="reset")
+    assert await node() == "ok"
+    with pytest.raises(NodeRateLimitedError):
+        await node()
+    reset_rate_limits()
+    assert await node() == "ok"
