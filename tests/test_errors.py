@@ -12,9 +12,11 @@ from resilient_nodes.errors import (
     MESSAGE_TEMPLATES,
     ConfigError,
     ErrorCode,
+    NodeBulkheadFullError,
     NodeCancellationError,
     NodeCircuitOpenError,
     NodeExecutionError,
+    NodeRateLimitedError,
     NodeRetryExhaustedError,
     NodeTimeoutError,
     NodeValidationError,
@@ -197,6 +199,8 @@ def _all_errors() -> list[NodeExecutionError]:
         NodeValidationError("detail", node="v"),
         ConfigError([("a.b", "bad")]),
         coded,
+        NodeRateLimitedError(10, 60.0, key="openai", retry_after=1.5, node="l"),
+        NodeBulkheadFullError(4, 8, node="h"),
     ]
 
 
