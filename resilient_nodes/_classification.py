@@ -95,7 +95,9 @@ from .errors import (
     NodeCancellationError,
     NodeCircuitOpenError,
     NodeExecutionError,
+    NodeFallbackExhaustedError,
     NodeRetryExhaustedError,
+    NodeStreamInterruptedError,
     NodeTimeoutError,
     NodeValidationError,
 )
@@ -604,6 +606,29 @@ def _classify_group(
     return attrs.evolve(verdicts[0], retry_after=max(waits) if waits else None)
 
 
+def _strategy_error(
+    error: NodeFallbackExhaustedError | NodeStreamInterruptedError, depth: int, seen: set[int]
+) -> ErrorClassification:
+    """Rule 3 for the errors of `Policy.fallback` and `Policy.stream`.
+
+    A fallback that ran out is judged by what its routes raised, as a group is
+    (so a retry around the whole route may try it again); a committed stream's
+    failure keeps the category of its cause, for the breaker, but is never
+    retryable: a retry would deliver its items again.
+    """
+    if depth >= _MAX_DEPTH:
+        return ErrorClassification(ErrorCategory.UNKNOWN, retryable=False, code=error.code)
+    if isinstance(error, NodeFallbackExhaustedError):
+        members = [e for e in error.errors if id(e) not in seen] or [_NO_ROUTE]
+        verdict = _classify_group(BaseExceptionGroup("routes", members), depth, seen)
+        return attrs.evolve(verdict, code=error.code)
+    cause = _classify(error.last_error, depth + 1, seen)
+    return ErrorClassification(cause.category, retryable=False, code=error.code)
+
+
+_NO_ROUTE: Final = Exception("no route was tried")
+
+
 def _matching_rule(error: BaseException) -> ErrorClassification | None:
     for rule in _rules:
         if rule.matches(error):
@@ -631,6 +656,8 @@ def _classify(error: BaseException, depth: int, seen: set[int]) -> ErrorClassifi
     verdict = _matching_rule(error)
     if verdict is not None:
         return verdict
+    if isinstance(error, NodeFallbackExhaustedError | NodeStreamInterruptedError):
+        return _strategy_error(error, depth, seen)
     if isinstance(error, NodeExecutionError):
         return _own_error(error)
     names = _mro_names(error)

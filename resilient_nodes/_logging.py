@@ -58,6 +58,17 @@ class LogEvent(enum.StrEnum):
     """A shared breaker storage answers again (info)."""
     CHAOS_INJECTED = "chaos.injected"
     """`Policy.chaos` injected a fault (info)."""
+    # Strategies for LLM calls (issue 17).
+    FALLBACK_STARTED = "fallback.started"
+    """The callable serving a call failed; the next alternative is tried (info)."""
+    FALLBACK_SERVED = "fallback.served"
+    """An alternative returned; ``served_by`` names it (info)."""
+    FALLBACK_PREDICATE_FAILED = "fallback.predicate_failed"
+    """A fallback's ``on`` predicate raised; the judged error propagates (warning)."""
+    STREAM_STALLED = "stream.stalled"
+    """A stream's first item or next item did not come within its bound (warning)."""
+    STREAM_INTERRUPTED = "stream.interrupted"
+    """A stream failed after items reached the caller; not retried (warning)."""
 
 
 def emit(log_method: Callable[..., Any], event: str, /, **fields: Any) -> None:

@@ -20,8 +20,12 @@ a long-running worker is easily missed while the behaviour is plainly wrong:
 * a timeout inside a timeout that is not shorter, with no retry between them
   (the inner one can never fire first).
 
+* ``Policy.fallback(backup) | Policy.llm() | Policy.breaker()``: the primary's
+  retries run first, then *backup*; an open breaker goes to *backup* at once.
+
 Each layer is a thin adapter over its library (retry on tenacity, breaker on
-pybreaker, timeout on anyio); this module only composes them.
+pybreaker, timeout on anyio) or a small module of our own (fallback in
+`resilient_nodes._fallback`); this module only composes them.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from ._breaker import NodeCircuitBreaker, wrap_breaker
 from ._callables import callable_name
 from ._chaos import ChaosConfig, wrap_chaos
 from ._config import BreakerConfig, RetryConfig, TimeoutConfig, load_config, unstructure_config
+from ._fallback import wrap_fallback
 from ._retry import wrap_retry
 from ._text import describe, safe_text
 from ._timeout import wrap_timeout
@@ -178,7 +183,32 @@ class _ChaosLayer:
         return wrap_chaos(fn, self.config, name=name)
 
 
-_Layer = _RetryLayer | _TimeoutLayer | _BreakerLayer | _ChaosLayer
+# --- strategies for LLM calls (issue 17) -------------------------------------------------
+
+
+@attrs.frozen
+class _FallbackLayer:
+    kind: ClassVar[str] = "fallback"
+    alternatives: tuple[Callable[..., Any], ...]
+    on: Callable[..., Any] | None = None
+
+    def expr(self) -> str:
+        args = [_value_repr(alternative) for alternative in self.alternatives]
+        if self.on is not None:
+            args.append(f"on={_value_repr(self.on)}")
+        return f"Policy.fallback({', '.join(args)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        raise ConfigError(
+            [("alternatives", "a fallback holds callables, which cannot be written as data")]
+        )
+
+    def wrap(self, fn: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]) -> Any:
+        del breakers
+        return wrap_fallback(fn, self.alternatives, self.on, name=name)
+
+
+_Layer = _RetryLayer | _TimeoutLayer | _BreakerLayer | _ChaosLayer | _FallbackLayer
 
 
 def _retry_config(layer: _Layer) -> RetryConfig:
@@ -232,8 +262,8 @@ class Policy:
     """An immutable pipeline of resilience layers; ``|`` composes (left is outermost).
 
     Build with `Policy.retry`, `Policy.timeout`, `Policy.breaker`, the retry presets
-    `Policy.llm`, `Policy.tool`, `Policy.validation`, and the identity
-    `Policy.none`. Apply with `Policy.wrap` or `create_node`.
+    `Policy.llm`, `Policy.tool`, `Policy.validation`, `Policy.fallback`, and the
+    identity `Policy.none`. Apply with `Policy.wrap` or `create_node`.
     """
 
     layers: tuple[_Layer, ...] = attrs.field(default=(), converter=_layers_converter)
@@ -407,6 +437,49 @@ class Policy:
             seed=seed,
         )
         return cls((_ChaosLayer(config),))
+
+    # --- strategies for LLM calls (issue 17) -------------------------------------
+
+    @classmethod
+    def fallback(
+        cls,
+        *alternatives: Callable[..., Any],
+        on: Callable[[Exception], bool] | None = None,
+    ) -> Policy:
+        """Try *alternatives* in order when the layers to the right fail.
+
+        ``Policy.fallback(backup) | Policy.llm() | Policy.breaker()`` runs the
+        primary's retries first, then *backup*; an open breaker on the primary
+        goes to *backup* at once, with no call to the primary.
+
+        Args:
+            *alternatives: Callables of the wrapped function's kind, called with
+                the same arguments (typically each wrapped by its own policy).
+            on: Predicate on the exception replacing the default rule (which
+                falls back on retryable, timeout, network, server and rate-limit
+                errors, exhausted retries and an open circuit; never on quota,
+                auth, validation or programming errors, or control flow).
+
+        Raises:
+            ConfigError: No alternative, or one that is not callable, or an
+                *on* that is not callable.
+        """
+        # Checked at run time too, for untyped callers.
+        given: tuple[object, ...] = alternatives
+        predicate: object = on
+        problems = [
+            (f"alternatives[{index}]", f"must be callable, got {describe(alternative)}")
+            for index, alternative in enumerate(given)
+            if not callable(alternative)
+        ]
+        if not alternatives:
+            problems.append(("alternatives", "at least one alternative is required"))
+        if predicate is not None and not callable(predicate):
+            message = f"must be a predicate on the exception, got {describe(predicate)}"
+            problems.append(("on", message))
+        if problems:
+            raise ConfigError(problems)
+        return cls((_FallbackLayer(tuple(alternatives), on),))
 
     # --- algebra --------------------------------------------------------------------
 
