@@ -111,16 +111,27 @@ class Route:
         alternatives: The callables tried after the primary, in order.
         on: The predicate replacing the default rule, or None.
         name: The node name, for logs and errors.
+        names: The names of the primary and each alternative, when the
+            callables given are adapters of the ones the user named (streams).
     """
 
     __slots__ = ("_log", "_on", "alternatives", "name", "names")
 
     def __init__(
-        self, alternatives: Sequence[Callable[..., Any]], on: Callable[..., Any] | None, name: str
+        self,
+        alternatives: Sequence[Callable[..., Any]],
+        on: Callable[..., Any] | None,
+        name: str,
+        *,
+        names: Sequence[str] | None = None,
     ) -> None:
         self.alternatives = tuple(alternatives)
         self.name = name
-        self.names: tuple[str, ...] = (name, *(callable_name(alt) for alt in self.alternatives))
+        self.names: tuple[str, ...] = (
+            tuple(names)
+            if names is not None
+            else (name, *(callable_name(alt) for alt in self.alternatives))
+        )
         self._on = on
         self._log = get_logger(node=name)
 
