@@ -330,3 +330,33 @@ async def test_node_records_a_failed_route() -> None:
     record = update["errors"][0]
     assert record["code"] == "RETRY_EXHAUSTED"
     assert "backup: ProviderError: 502" in record["message"]
+
+
+def test_sync_route_ends_on_a_rejected_error_and_passes_control_flow() -> None:
+    """Sync alternatives: a rejected error ends the route; an interrupt passes through."""
+    primary = SyncRecorder("primary", ConnectionError())
+    bad = SyncRecorder("bad", ValueError("bad input"))
+    never = SyncRecorder("never")
+    with pytest.raises(NodeFallbackExhaustedError) as caught:
+        Policy.fallback(bad, never).wrap(primary)()
+    assert [type(e) for e in caught.value.errors] == [ConnectionError, ValueError]
+    assert never.calls == []
+    primary.failures.append(ConnectionError())
+    interrupt = GraphInterrupt(())
+    with pytest.raises(GraphInterrupt):
+        Policy.fallback(SyncRecorder("paused", interrupt)).wrap(primary)()
+
+
+async def test_control_flow_from_an_alternative_or_a_predicate_passes_through() -> None:
+    """An interrupt raised by an alternative, or by ``on`` itself, is never swallowed."""
+    primary = AsyncRecorder("primary", ConnectionError())
+    interrupt = GraphInterrupt(())
+    with pytest.raises(GraphInterrupt):
+        await Policy.fallback(AsyncRecorder("paused", interrupt)).wrap(primary)()
+
+    def on(_: Exception) -> bool:
+        raise GraphInterrupt(())
+
+    primary.failures.append(ConnectionError())
+    with pytest.raises(GraphInterrupt):
+        await Policy.fallback(AsyncRecorder("backup"), on=on).wrap(primary)()

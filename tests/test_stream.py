@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 from typing import TYPE_CHECKING, Any
 
@@ -427,3 +428,167 @@ async def test_no_item_twice_or_lost_and_every_source_closed(
             assert outcome.items_delivered == len(got)
     assert all(source.finished)
     assert source.calls <= attempts
+
+
+# --- edges ------------------------------------------------------------------------------------
+
+
+def test_stream_functions_are_recognised_through_partials_and_objects() -> None:
+    """A partial of an async generator function, or an object whose call is one, streams."""
+    import functools
+
+    from resilient_nodes._stream import is_stream_function
+
+    async def gen(n: int) -> AsyncIterator[int]:
+        yield n
+
+    class Model:
+        async def __call__(self) -> AsyncIterator[int]:
+            yield 1
+
+    assert is_stream_function(functools.partial(gen, 1))
+    assert is_stream_function(Model())
+    assert not is_stream_function(Model)
+    assert not is_stream_function(3)
+
+    def cyclic() -> None:
+        pass
+
+    cyclic.__wrapped__ = cyclic  # type: ignore[attr-defined]
+    assert not is_stream_function(cyclic)
+
+
+async def test_a_stream_that_turns_our_cancellation_into_an_error_still_stalls() -> None:
+    """Cut at a bound, a source that raises its own error instead is still a stall."""
+
+    async def converts() -> AsyncIterator[int]:
+        try:
+            await anyio.sleep_forever()
+        except BaseException:
+            raise ConnectionError("connection torn down") from None
+        yield 1
+
+    with pytest.raises(NodeTimeoutError) as caught:
+        await Policy.stream(first_item=0.01).wrap(converts)().__anext__()
+    assert isinstance(caught.value.__context__, ConnectionError)
+
+    async def converts_later() -> AsyncIterator[int]:
+        yield 1
+        try:
+            await anyio.sleep_forever()
+        except BaseException:
+            raise ConnectionError("connection torn down") from None
+        yield 2
+
+    got: list[Any] = []
+    with pytest.raises(NodeStreamInterruptedError) as interrupted:
+        await collect(Policy.stream(idle=0.01).wrap(converts_later)(), got)
+    assert got == [1]
+    assert isinstance(interrupted.value.__cause__, NodeTimeoutError)
+    assert isinstance(interrupted.value.__cause__.__context__, ConnectionError)
+
+
+async def test_a_stream_that_swallows_our_cancellation_keeps_its_item() -> None:
+    """A source that ignores the cut and answers anyway: the item is kept, the task clean."""
+
+    async def stubborn() -> AsyncIterator[int]:
+        yield 1
+        with contextlib.suppress(BaseException):  # swallows the cut: a badly behaved source
+            await anyio.sleep(0.05)
+        yield 2
+
+    assert await collect(Policy.stream(idle=0.01).wrap(stubborn)(), []) == [1, 2]
+    await anyio.sleep(0.001)  # no cancellation left pending
+
+
+async def test_two_consumers_of_one_unopened_stream() -> None:
+    """A second ``anext`` while the first item is awaited is refused, as for generators."""
+
+    async def slow() -> AsyncIterator[int]:
+        await anyio.sleep(0.05)
+        yield 1
+
+    stream = Policy.stream().wrap(slow)()
+    errors: list[BaseException] = []
+
+    async def second() -> None:
+        await anyio.sleep(0.01)
+        try:
+            await stream.__anext__()
+        except RuntimeError as error:
+            errors.append(error)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(second)
+        assert await stream.__anext__() == 1
+    assert "already waiting" in str(errors[0])
+    await stream.aclose()
+
+
+async def test_closing_while_the_first_item_is_awaited_discards_it() -> None:
+    """``aclose`` from another task while opening: the opened stream is closed, not served."""
+    closed: list[bool] = []
+
+    async def slow() -> AsyncIterator[int]:
+        try:
+            await anyio.sleep(0.05)
+            yield 1
+            yield 2
+        finally:
+            closed.append(True)
+
+    stream = Policy.stream().wrap(slow)()
+
+    async def close_soon() -> None:
+        await anyio.sleep(0.01)
+        await stream.aclose()
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(close_soon)
+        with pytest.raises(StopAsyncIteration):
+            await stream.__anext__()
+    assert closed == [True]
+
+
+async def test_a_close_that_fails_does_not_hide_the_error() -> None:
+    """An underlying ``aclose`` that raises is dropped in favour of the interruption."""
+
+    class Fragile:
+        def __init__(self) -> None:
+            self.items = iter([1])
+
+        def __aiter__(self) -> Fragile:
+            return self
+
+        async def __anext__(self) -> int:
+            for item in self.items:
+                return item
+            raise ConnectionError("reset")
+
+        async def aclose(self) -> None:
+            raise OSError("close failed")
+
+    with pytest.raises(NodeStreamInterruptedError) as caught:
+        await collect(Policy.stream().wrap(Fragile)(), [])
+    assert isinstance(caught.value.__cause__, ConnectionError)
+
+
+async def test_the_bound_moves_with_each_item_and_ignores_the_callers_own_time() -> None:
+    """Gaps shorter than ``idle`` never stall, however long the stream; a slow reader is fine.
+
+    The idle bound is on the stream's wait for each item, not on the caller's
+    time between items: a reader slower than ``idle`` is not the stream stalling.
+    """
+
+    async def steady() -> AsyncIterator[int]:
+        for item in range(6):
+            await anyio.sleep(0.02)
+            yield item
+
+    got: list[int] = []
+    async with Policy.stream(idle=0.05).wrap(steady)() as stream:
+        async for item in stream:
+            got.append(item)
+            if item == 2:
+                await anyio.sleep(0.08)  # the reader dawdles past the bound
+    assert got == list(range(6))
