@@ -83,8 +83,10 @@ from .errors import NodeBulkheadFullError as NodeBulkheadFullError
 from .errors import NodeCancellationError as NodeCancellationError
 from .errors import NodeCircuitOpenError as NodeCircuitOpenError
 from .errors import NodeExecutionError as NodeExecutionError
+from .errors import NodeFallbackExhaustedError as NodeFallbackExhaustedError
 from .errors import NodeRateLimitedError as NodeRateLimitedError
 from .errors import NodeRetryExhaustedError as NodeRetryExhaustedError
+from .errors import NodeStreamInterruptedError as NodeStreamInterruptedError
 from .errors import NodeTimeoutError as NodeTimeoutError
 from .errors import NodeValidationError as NodeValidationError
 from .errors import StateValidationError as StateValidationError
@@ -159,9 +161,11 @@ __all__ = [
     "NodeCircuitOpenError",
     "NodeErrorRecord",
     "NodeExecutionError",
+    "NodeFallbackExhaustedError",
     "NodeLogger",
     "NodeRateLimitedError",
     "NodeRetryExhaustedError",
+    "NodeStreamInterruptedError",
     "NodeTimeoutError",
     "NodeValidationError",
     "Policy",

@@ -117,6 +117,11 @@ def test_help_needs_nothing_beyond_the_standard_library() -> None:
         (("langgraph",), ("--no-plots",), ["langgraph (needed by: langgraph)"]),
         (("matplotlib",), ("--only", "node"), ["matplotlib (needed by: the plots)", "--no-plots"]),
         (("redis",), ("--only", "redis", "--no-plots"), ["redis (needed by: redis)"]),
+        (
+            ("langchain_core",),
+            ("--only", "llm", "--no-plots"),
+            ["langchain_core (needed by: llm)"],
+        ),
     ],
 )
 def test_a_missing_peer_is_named_with_the_install_command_before_anything_runs(
@@ -293,6 +298,13 @@ def test_quick_mode_writes_a_table_with_every_variant(tmp_path: Path) -> None:
             "lg_fail_after",
             "lg_asyncio_timeout",
         },
+        "llm_fallback": {"fallback_floor", "fallback_ours", "fallback_langchain"},
+        "llm_stream_ready": {"stream_ready_floor", "stream_ready_ours", "stream_ready_fail_after"},
+        "llm_stream_yielding": {
+            "stream_yielding_floor",
+            "stream_yielding_ours",
+            "stream_yielding_fail_after",
+        },
         "load": {
             "load_floor",
             "bulkhead_ours",
@@ -334,13 +346,16 @@ def test_quick_mode_writes_a_table_with_every_variant(tmp_path: Path) -> None:
 
     # Every target row says exactly one of MET / NOT MET, the one its figure earns;
     # the informational rows say neither.
+    # The strategies for LLM calls: a stall cut on each backend, per-item cost on trio.
+    assert set(raw["llm"]["stall"]) == {"asyncio", "trio"}
+    assert raw["llm"]["trio_per_item"]["bare_ns"] > 0
     kinds = [t["kind"] for t in raw["targets"]]
     # The Redis-shared rate limit's round trips are a target where redis-server is.
     has_redis = shutil.which("redis-server") is not None
-    assert kinds.count("target") == 15 + has_redis
+    assert kinds.count("target") == 17 + 3 + has_redis
     if has_redis:
         assert raw["load_redis"]["round_trips_per_call"] == 1.0
-    assert kinds.count("info") == 1
+    assert kinds.count("info") == 2
     md_rows = _targets_table(table)
     console = _console_targets(proc.stdout)
     assert len(md_rows) == len(console) == len(raw["targets"])

@@ -365,3 +365,23 @@ async def test_testing_reset_rate_limits_empties_the_shared_windows() -> None:
         await node()
     reset_rate_limits()
     assert await node() == "ok"
+
+
+@pytest.mark.anyio
+async def test_a_fallback_answers_our_refusals() -> None:
+    """A full rate limit (or bulkhead) on the primary route sends the call to the alternative."""
+    from resilient_nodes import NodeBulkheadFullError
+    from resilient_nodes._fallback import falls_back_by_default
+
+    assert falls_back_by_default(NodeRateLimitedError(1, 1.0))
+    assert falls_back_by_default(NodeBulkheadFullError(1, 0))
+
+    async def primary() -> str:
+        return "primary"
+
+    async def backup() -> str:
+        return "backup"
+
+    policy = Policy.fallback(backup) | Policy.rate_limit(1, per=60, key=fresh_key(), max_wait=0)
+    node: Any = policy.wrap(primary, name="routes")
+    assert [await node(), await node()] == ["primary", "backup"]
