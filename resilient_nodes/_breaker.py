@@ -787,6 +787,9 @@ class NodeCircuitBreaker:
             and self._epoch.state is _CLOSED
             and rates.add(failed=not outcome, slow=slow)
         ):
+            open_by_rule = getattr(self._shared, "open_by_rule", None)
+            if open_by_rule is not None:
+                open_by_rule()  # a shared storage: open it for every process
             self._cb.open()
 
     def guard(self, *, node: str | None = None) -> _Guard:

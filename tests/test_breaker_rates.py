@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import anyio
@@ -267,3 +268,71 @@ async def test_timed_shells_record_failures_too() -> None:
         with pytest.raises(ConnectionError):
             sync_guarded()
     assert sync_breaker.state is BreakerState.OPEN
+
+
+# --- with a shared (Redis) storage -------------------------------------------------------
+
+
+@pytest.mark.redis
+def test_a_rate_trip_opens_the_shared_breaker_for_every_process() -> None:
+    """Two storages (two processes, in effect): one's failure rate opens the breaker for both.
+
+    The window is each process's own; its trip is sent to Redis, and from then on
+    it is the shared breaker: the other process fails fast, one probe closes it.
+    """
+    import time
+    import uuid
+
+    from redis_fixtures import RedisServer
+
+    from resilient_nodes import RedisBreakerStorage
+
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+
+    def wait_for(predicate: Any, timeout: float = 3.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            assert time.monotonic() < deadline, "condition not reached in time"
+            time.sleep(0.005)
+
+    def boom() -> None:
+        raise ConnectionError("down")
+
+    rules: dict[str, Any] = {
+        "failure_threshold": 1000,
+        "recovery_timeout": 0.3,
+        "failure_rate": 0.5,
+        "window": 4,
+        "minimum_calls": 4,
+    }
+    with (
+        RedisServer() as server,
+        RedisBreakerStorage(server.url, prefix=prefix, refresh_interval=0.05) as one,
+        RedisBreakerStorage(server.url, prefix=prefix, refresh_interval=0.05) as two,
+    ):
+        first = NodeCircuitBreaker("node", storage=one, **rules)
+        second = NodeCircuitBreaker("node", storage=two, **rules)
+        failing = wrap_breaker(boom, first, name="node")
+        ok_first = wrap_breaker(lambda: "ok", first, name="node")
+        for call in (ok_first, failing, ok_first, failing):  # 2 of 4: the rate trips
+            with contextlib.suppress(ConnectionError):
+                call()
+        assert first.state is BreakerState.OPEN
+        client = server.client()
+        wait_for(lambda: client.hget(f"{prefix}:node:state", "state") == b"open")
+        wait_for(lambda: second.state is BreakerState.OPEN)
+        with pytest.raises(NodeCircuitOpenError):
+            wrap_breaker(lambda: "ok", second, name="node")()
+        # Recovery as for any trip: one probe, and both see it closed.
+        time.sleep(0.35)
+        ok_second = wrap_breaker(lambda: "ok", second, name="node")
+
+        def probe_closes() -> bool:
+            with contextlib.suppress(NodeCircuitOpenError):
+                ok_second()
+            return second.state is BreakerState.CLOSED
+
+        wait_for(probe_closes)
+        wait_for(lambda: first.state is BreakerState.CLOSED)
+        wait_for(lambda: client.hget(f"{prefix}:node:state", "state") == b"closed")
+        client.close()
