@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
     from ._config import BulkheadConfig
 
-__all__ = ["Bulkhead", "wrap_bulkhead"]
+__all__ = ["Bulkhead", "hold_stream", "wrap_bulkhead"]
 
 _WARNING: Final = 30
 
@@ -287,3 +287,30 @@ def _sync_shell(fn: Callable[..., Any], bulkhead: Bulkhead) -> Callable[..., Any
             release()
 
     return guarded
+
+
+def hold_stream(opener: Callable[..., Awaitable[Any]], bulkhead: Bulkhead, /) -> Any:
+    """A bulkhead over a stream: a slot from the call until the stream ends.
+
+    Over a stream an attempt is the call and its first item (see
+    `resilient_nodes._stream`); a bulkhead bounds streams in flight, so the slot
+    is handed back when the whole stream ends (exhausted, failed, or closed by
+    the caller), not after the first item.
+    """
+    acquire = bulkhead.acquire_async
+    release = bulkhead.release
+
+    def ender(_error: BaseException | None) -> None:
+        release()
+
+    async def open_held(*args: Any, **kwargs: Any) -> Any:
+        await acquire()
+        try:
+            opened = await opener(*args, **kwargs)
+        except BaseException:
+            release()
+            raise
+        opened.enders.append(ender)
+        return opened
+
+    return open_held

@@ -37,7 +37,7 @@ import attrs
 
 from . import _config
 from ._breaker import NodeCircuitBreaker, wrap_breaker
-from ._bulkhead import Bulkhead, wrap_bulkhead
+from ._bulkhead import Bulkhead, hold_stream, wrap_bulkhead
 from ._callables import callable_name
 from ._chaos import ChaosConfig, wrap_chaos
 from ._config import (
@@ -234,6 +234,12 @@ class _BulkheadLayer:
     def wrap(self, fn: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]) -> Any:
         del breakers
         return wrap_bulkhead(fn, Bulkhead.from_config(name, self.config))
+
+    def wrap_stream(
+        self, opener: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]
+    ) -> Any:
+        del breakers
+        return hold_stream(opener, Bulkhead.from_config(name, self.config))
 
 
 @attrs.frozen

@@ -383,3 +383,27 @@ async def test_rejections_neither_retried_nor_counted_in_a_pipeline() -> None:
         gate.set()
     assert calls == 1
     assert await guarded() == "ok"  # the breaker never opened
+
+
+# --- over a stream -----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_over_a_stream_the_slot_is_held_until_the_stream_ends() -> None:
+    """A bulkhead bounds streams in flight, not just their openings."""
+
+    async def tokens() -> Any:
+        for token in ("a", "b", "c"):
+            yield token
+
+    policy = Policy.bulkhead(1) | Policy.stream(idle=5)
+    stream_fn: Any = policy.wrap(tokens, name="streams")
+    async with stream_fn() as first:
+        assert await first.__anext__() == "a"
+        # The first stream is still being read: a second one is refused.
+        with pytest.raises(NodeBulkheadFullError):
+            async with stream_fn() as second:
+                await second.__anext__()
+        assert [item async for item in first] == ["b", "c"]
+    async with stream_fn() as again:  # the slot came back when the stream ended
+        assert [item async for item in again] == ["a", "b", "c"]
