@@ -69,6 +69,9 @@ from ._state import update_artifact_paths as update_artifact_paths
 from ._state import update_gate_decisions as update_gate_decisions
 from ._state import update_routing_flags as update_routing_flags
 from ._state import update_state as update_state
+from ._telemetry import disable_telemetry as disable_telemetry
+from ._telemetry import enable_opentelemetry as enable_opentelemetry
+from ._telemetry import enable_prometheus as enable_prometheus
 from ._timeout import TimeoutController as TimeoutController
 from ._timeout import TimeoutResult as TimeoutResult
 from ._timeout import create_timeout_controller as create_timeout_controller
@@ -190,6 +193,9 @@ __all__ = [
     "create_timeout_controller",
     "create_tool_node",
     "current_context",
+    "disable_telemetry",
+    "enable_opentelemetry",
+    "enable_prometheus",
     "generate_graph_execution_id",
     "generate_trace_id",
     "get_error_category",

@@ -88,6 +88,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, Protocol, TypeVar, cast
 import attrs
 import pybreaker as _pb
 
+from . import _telemetry
 from ._callables import is_async_callable
 from ._classification import ErrorCategory, classify_error
 from ._config import BreakerConfig
@@ -471,6 +472,7 @@ class NodeCircuitBreaker:
         self._epoch = self._epoch_from_storage(_FROM_PB[self._cb.current_state])
         if self._shared is not None:
             self._shared.subscribe(self._on_storage_change)
+        _telemetry.watch("breaker", self)  # for the state gauge, read when collected
 
     @classmethod
     def from_config(
@@ -574,7 +576,12 @@ class NodeCircuitBreaker:
         # Logged after the lock is released: a slow log sink must not serialise calls.
         if not events:
             return
+        telemetry = _telemetry.active
         for old, new, failures in events:
+            if telemetry is not None:
+                telemetry.breaker_changed(
+                    self.name, old.value if old is not None else None, new.value
+                )
             method = self._log.warning if new is _OPEN else self._log.info
             emit(
                 method,

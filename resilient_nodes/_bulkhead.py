@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import anyio
 
+from . import _telemetry
 from ._callables import is_async_callable
 from ._deadline import sync_remaining
 from ._logging import LogEvent, emit, get_logger
@@ -76,6 +77,7 @@ class Bulkhead:
     """
 
     __slots__ = (
+        "__weakref__",  # watched by the telemetry's gauges
         "_in_flight",
         "_lock",
         "_log",
@@ -95,6 +97,7 @@ class Bulkhead:
         self._queued = 0  # waiters still waiting (those that left stay in the deque)
         self._waiters: collections.deque[_Waiter] = collections.deque()
         self._log = get_logger(node=name)
+        _telemetry.watch("bulkhead", self)  # for the queue gauges, read when collected
 
     def __repr__(self) -> str:
         return (
@@ -137,6 +140,9 @@ class Bulkhead:
 
     def _rejection(self) -> NodeBulkheadFullError:
         error = NodeBulkheadFullError(self.max_concurrent, self.max_queue, node=self.name)
+        telemetry = _telemetry.active
+        if telemetry is not None:
+            telemetry.bulkhead_rejected(self.name)
         emit(
             self._log.warning,
             LogEvent.BULKHEAD_REJECTED,
@@ -227,6 +233,9 @@ class Bulkhead:
             if token is not None and is_token_cancelled(token):
                 raise NodeCancellationError(token_reason(token), node=self.name)
             if time.monotonic() >= end:
+                telemetry = _telemetry.active
+                if telemetry is not None:
+                    telemetry.bulkhead_rejected(self.name)
                 raise NodeBulkheadFullError(
                     self.max_concurrent,
                     self.max_queue,

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 
+from . import _telemetry
 from ._callables import callable_name, is_async_callable
 from ._classification import ErrorCategory, classify_error
 from ._context import ExecutionContext, activate, current_context, deactivate
@@ -187,6 +188,9 @@ class Route:
 
     def served(self, index: int) -> None:
         """Log that alternative *index* returned."""
+        telemetry = _telemetry.active
+        if telemetry is not None:
+            telemetry.fallback_served(self.name, self.names[index])
         emit(self._log.info, LogEvent.FALLBACK_SERVED, served_by=self.names[index])
 
     def exhausted(self, errors: Sequence[BaseException]) -> NodeFallbackExhaustedError:

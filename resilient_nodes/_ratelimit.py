@@ -57,6 +57,7 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
+from . import _telemetry
 from ._callables import is_async_callable
 from ._classification import classify_error
 from ._deadline import async_remaining, sync_remaining
@@ -311,6 +312,9 @@ class RateLimiter:
     def refuse(self, wait: float, reason: str) -> NodeRateLimitedError:
         """The error for a call refused *wait* seconds before it could run (logged)."""
         config = self.config
+        telemetry = _telemetry.active
+        if telemetry is not None:
+            telemetry.rate_limit_rejected(self.name, self.key)
         error = NodeRateLimitedError(
             config.limit,
             config.per,
@@ -337,6 +341,12 @@ class RateLimiter:
 
     # --- admission with waiting ------------------------------------------------------
 
+    def waiting(self, seconds: float) -> None:
+        """A call is about to wait *seconds* for capacity (for the telemetry)."""
+        telemetry = _telemetry.active
+        if telemetry is not None:
+            telemetry.rate_limit_waiting(self.name, self.key, seconds)
+
     async def acquire_async(self, cost: int) -> None:
         """Wait (cancellably) for room for *cost*, or raise `NodeRateLimitedError`."""
         if cost > self.config.limit:
@@ -358,6 +368,7 @@ class RateLimiter:
                 # cancellation, not our refusal, must propagate.
                 await anyio.lowlevel.checkpoint_if_cancelled()
                 raise self._too_long(wait, by_deadline=by_deadline, cost=cost)
+            self.waiting(wait)
             await anyio.sleep(wait)
 
     def acquire_sync(self, cost: int) -> None:
@@ -374,6 +385,7 @@ class RateLimiter:
             now = time.monotonic()
             if now + wait >= end:
                 raise self._too_long(wait, by_deadline=by_deadline, cost=cost)
+            self.waiting(wait)
             token = sync_cancel_token()
             if token is None:
                 time.sleep(wait)

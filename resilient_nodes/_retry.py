@@ -69,6 +69,7 @@ from tenacity.retry import retry_base
 from tenacity.stop import stop_after_attempt, stop_base
 from tenacity.wait import wait_base
 
+from . import _telemetry
 from ._budget import BudgetTracker
 from ._callables import is_async_callable
 from ._classification import ErrorClassification, classify_error
@@ -400,6 +401,9 @@ class _Retrier:
         self, attempt: int, error: Exception, delay: float, context: ExecutionContext | None
     ) -> object:
         """Log the scheduled retry and call ``on_retry``; return what it returned."""
+        telemetry = _telemetry.active
+        if telemetry is not None:
+            telemetry.retrying(self.name, attempt, error, delay)
         enabled = self.log_enabled
         if enabled is None or enabled(_INFO):
             fields: dict[str, Any] = {

@@ -54,7 +54,7 @@ import anyio.lowlevel
 import attrs
 from anyio import CancelScope, current_time
 
-from . import _threads
+from . import _telemetry, _threads
 from ._callables import is_async_callable
 from ._cancel import ScopeCanceller, call_with_cancel_token
 from ._config import Seconds, TimeoutConfig
@@ -307,6 +307,9 @@ class _Layer:
     # --- shared ---------------------------------------------------------------------
 
     def _timeout_error(self, late: Exception | None) -> NodeTimeoutError:
+        telemetry = _telemetry.active
+        if telemetry is not None:
+            telemetry.timed_out(self.name, self.seconds)
         error = NodeTimeoutError(self.seconds, node=self.name)
         error.__context__ = late
         context = current_context()

@@ -111,6 +111,10 @@ EXPECTED_ROOT = {
     "NodeBulkheadFullError",
     "NodeRateLimitedError",
     "RetryBudget",
+    # traces and metrics (issue 19)
+    "enable_opentelemetry",
+    "enable_prometheus",
+    "disable_telemetry",
 }
 
 # Importable from the root, but only on first use: they need an optional extra.
