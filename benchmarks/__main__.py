@@ -97,6 +97,8 @@ SECTIONS = {
     "a hand-written fail_after, time to cut a stalled stream",
     "load": "load control: bulkhead and in-process rate limit against their peers; "
     "round trips of a Redis-shared rate limit (its own redis-server, where installed)",
+    "telemetry": "the full node with telemetry off against the node without its hooks; "
+    "with OpenTelemetry and with Prometheus on",
 }
 
 # Modules every section imports (the package and its own dependencies), then what
@@ -109,6 +111,7 @@ SECTION_MODULES = {
     "redis": ("redis",),
     "llm": ("langchain_core",),
     "load": ("aiolimiter", "langchain_core", "redis"),
+    "telemetry": ("opentelemetry.sdk", "prometheus_client"),
 }
 PLOT_MODULES = ("matplotlib",)
 
@@ -145,6 +148,10 @@ PEERS = {
     "stream_yielding_ours": "stream_yielding_fail_after",
     "bulkhead_ours": "bulkhead_limiter",
     "rate_limit_ours": "rate_limit_aiolimiter",
+    "tel_off": "tel_before",
+    "tel_otel": "tel_before",
+    "tel_prometheus": "tel_before",
+    "tel_fail_off": "tel_fail_before",
 }
 
 
@@ -242,6 +249,21 @@ async def _timed_groups(s: Settings, only: set[str]) -> dict[str, list[Result]]:
 
         floor = Case("load_floor", "bare `await f(x)` (FLOOR)", call_loop(f))
         groups["load"] = await paired("load", floor, bench_load.cases(), **common)
+    if "telemetry" in only:
+        _log("telemetry: off against before, on")
+        from . import bench_telemetry
+
+        # Its target is a 3 % bar on a shared, noisy machine: three times the repeats.
+        tel = {**common, "repeats": s.repeats * 3, "budget_s": s.budget_s * 2}
+        groups["telemetry"] = await paired(
+            "telemetry", bench_telemetry.floor(), bench_telemetry.cases(), **tel
+        )
+        groups["telemetry_failure"] = await paired(
+            "telemetry_failure",
+            bench_telemetry.failure_floor(),
+            bench_telemetry.failure_cases(),
+            **tel,
+        )
     if "langgraph" in only:
         _log("one-node LangGraph graphs")
         from . import bench_langgraph
@@ -382,6 +404,8 @@ def _markdown(
         "llm_stream_ready": "Stream, per item: items ready (one network read's tokens)",
         "llm_stream_yielding": "Stream, per item: each item yields to the event loop first",
         "load": "Load control, admitted at once: `await wrapped(x)`",
+        "telemetry": "Telemetry: the full node off, before, and on",
+        "telemetry_failure": "Telemetry, failure path: one failure then success, zero backoff",
     }
     notes = {
         "failure": "The floor is a hand-written `try/except` retry with one `await asyncio.sleep(0)` between "
@@ -395,6 +419,10 @@ def _markdown(
         "opening a stream is spread over its items.",
         "llm_stream_yielding": "As above; each item of the source awaits `asyncio.sleep(0)` first, so "
         "every item's wait reaches the event loop (where a bound has work to do).",
+        "telemetry": "Before: this package with every telemetry hook stripped from its source "
+        "(`benchmarks/bench_telemetry.py`), so the off/before pair differs in the hooks alone. "
+        "OpenTelemetry on: the SDK's providers, a span per call handed to an exporter that drops it, "
+        "metrics into an in-memory reader. Prometheus on: a fresh `CollectorRegistry`.",
     }
     for group, results in groups.items():
         lines += [f"## {titles.get(group, group)}", ""]

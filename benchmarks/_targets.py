@@ -213,6 +213,8 @@ def evaluate(
                 f"{load_redis['us_per_call']:.0f} µs per call, sync, {load_redis['calls']:,} calls",
             )
         )
+    if "telemetry" in groups:
+        t.extend(_telemetry(groups))
     if "langgraph" in groups:
         t.extend(_langgraph(groups))
     if scale:
@@ -362,3 +364,37 @@ def _load(groups: Groups) -> list[dict[str, Any]]:
             _vs_peer(groups, "load", "rate_limit_ours", "rate_limit_aiolimiter"),
         ),
     ]
+
+
+def _telemetry(groups: Groups) -> list[dict[str, Any]]:
+    """Telemetry (issue 19): free when off, against the node without the hooks; its cost on."""
+    rows = []
+    for group, off, before, path in (
+        ("telemetry", "tel_off", "tel_before", "success"),
+        ("telemetry_failure", "tel_fail_off", "tel_fail_before", "failure"),
+    ):
+        pair = relative(groups, group, off, before)
+        rows.append(
+            target(
+                f"full node, telemetry off / before it ({path} path)",
+                None if pair is None else pair[0],
+                1.03,
+                "{:.3f}x",
+                "" if pair is None else f"pairs {pair[1]:.3f}-{pair[2]:.3f}",
+            )
+        )
+    before = get(groups, "telemetry", "tel_before")
+    for key, what in (("tel_otel", "OpenTelemetry"), ("tel_prometheus", "Prometheus")):
+        pair = relative(groups, "telemetry", key, "tel_before")
+        on = get(groups, "telemetry", key)
+        if pair is None or on is None or before is None:
+            continue
+        rows.append(
+            info(
+                f"full node, {what} on / before telemetry",
+                pair[0],
+                "{:.2f}x",
+                f"+{(on.ns_per_call - before.ns_per_call) / 1000:.1f} µs per call",
+            )
+        )
+    return rows

@@ -313,6 +313,8 @@ def test_quick_mode_writes_a_table_with_every_variant(tmp_path: Path) -> None:
             "rate_limit_langchain",
             "rate_limit_aiolimiter",
         },
+        "telemetry": {"tel_floor", "tel_before", "tel_off", "tel_otel", "tel_prometheus"},
+        "telemetry_failure": {"tel_fail_floor", "tel_fail_before", "tel_fail_off"},
     }
     assert set(raw["groups"]) == set(expected)
     for group, keys in expected.items():
@@ -352,10 +354,12 @@ def test_quick_mode_writes_a_table_with_every_variant(tmp_path: Path) -> None:
     kinds = [t["kind"] for t in raw["targets"]]
     # The Redis-shared rate limit's round trips are a target where redis-server is.
     has_redis = shutil.which("redis-server") is not None
-    assert kinds.count("target") == 17 + 3 + has_redis
+    # Telemetry: off against before, on the success and the failure path.
+    assert kinds.count("target") == 17 + 3 + 2 + has_redis
     if has_redis:
         assert raw["load_redis"]["round_trips_per_call"] == 1.0
-    assert kinds.count("info") == 2
+    # Telemetry: the cost with OpenTelemetry on, and with Prometheus on.
+    assert kinds.count("info") == 2 + 2
     md_rows = _targets_table(table)
     console = _console_targets(proc.stdout)
     assert len(md_rows) == len(console) == len(raw["targets"])
