@@ -8,8 +8,10 @@ Prometheus metrics are scraped as text with ``generate_latest`` and parsed back.
 from __future__ import annotations
 
 import gc
+import re
 import sys
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -451,3 +453,21 @@ def test_watching_is_thread_safe() -> None:
         )
     finally:
         disable_telemetry()
+
+
+def test_the_readme_lists_every_metric_with_both_names() -> None:
+    """Each instrument is a row of the README's table, with its Prometheus and OTel names."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    [section] = re.findall(
+        r"^## Traces and metrics\n(.*?)^## ", readme, flags=re.MULTILINE | re.DOTALL
+    )
+    rows = re.findall(
+        r"^\| `(resilient_nodes_[a-z_]+)` \| `(resilient_nodes\.[a-z_.]+)`",
+        section,
+        flags=re.MULTILINE,
+    )
+    expected = {
+        (spec.prometheus + ("_total" if spec.kind == _telemetry.COUNTER else ""), spec.otel)
+        for spec in _telemetry.SPECS
+    }
+    assert set(rows) == expected
