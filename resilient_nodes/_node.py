@@ -1,35 +1,48 @@
 """The node factory: `create_node` turns a function into a resilient LangGraph node.
 
-The node is a small callable object with LangGraph's node signature
-``(state, config: RunnableConfig | None = None)``. A sync implementation gives a
-sync node (so ``graph.invoke`` works) and an async one an async node. Per call the
-node shell:
+To LangGraph the node is the impl, made resilient. It is a small callable object
+that presents the impl's own signature and type hints (``__wrapped__`` and
+``__annotations__``, the protocol of `functools.update_wrapper`, which
+``inspect.signature`` and ``typing.get_type_hints`` follow), so LangGraph injects
+what the impl asks for (``config``, ``runtime``, ``store``, ``writer``...), infers
+the input schema from its first parameter and draws ``Command[Literal[...]]``
+edges; its call forwards whatever it is given to the impl through the policy.
+It is an object, not a function with attributes stuck on, so it keeps a
+``policy``, a ``breaker``, a ``name`` and a readable repr. A sync implementation
+gives a sync node (so ``graph.invoke`` works) and an async one an async node; a
+Runnable (a compiled subgraph) gives a node with both paths (see `_langgraph`).
+Per call the node shell:
 
 1. makes the call's `ExecutionContext` current, so `current_context()` works in
    the impl (it is built on first use, with ids from the RunnableConfig when it
    carries them: a call that logs nothing and never asks does not pay for it);
 2. logs ``node.started``, runs the policy pipeline around the impl (under the
-   run's cancel token, if ``config["configurable"]["cancel_token"]`` holds one),
-   checks the result is a state update, and logs ``node.succeeded``;
+   run's cancel token, if ``config["configurable"]["cancel_token"]`` holds one)
+   and logs ``node.succeeded``; the result passes through as the impl returned it:
+   LangGraph validates updates, and nothing here is stricter;
 3. on an error that survives the policy, logs ``node.failed`` and either returns
    ``{"errors": [record]}`` (``capture_errors=True``) or re-raises.
+
+The RunnableConfig is the ``config`` argument when the impl takes one; otherwise
+the one LangGraph set for the running task (or, in a direct call, a ``config=``
+keyword the node consumes itself).
 
 Cancellation, ``KeyboardInterrupt``, ``SystemExit`` and LangGraph's control flow
 (``GraphBubbleUp``: ``interrupt()``, ``Command`` to a parent) always pass through
 unchanged and are never recorded.
-
-This module deliberately does not use ``from __future__ import annotations``:
-LangGraph inspects the runtime annotation of ``config`` to decide whether to
-inject the RunnableConfig, and only recognises real objects or a few exact strings.
 """
 
-import dataclasses
+from __future__ import annotations
+
 import functools
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Final, Generic, Optional, TypeVar, overload
+import typing
+from collections.abc import Callable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar, overload
 
+from . import _langgraph
+from ._breaker import wrap_breaker
 from ._callables import is_async_callable
 from ._cancel import call_with_cancel_token, call_with_cancel_token_sync
 from ._context import PendingContext, activate, deactivate
@@ -42,14 +55,10 @@ from .errors import ConfigError, NodeRetryExhaustedError, NodeValidationError
 if TYPE_CHECKING:
     from contextvars import Token
 
-    from langchain_core.runnables import RunnableConfig
+    from langchain_core.runnables import Runnable
 
     from ._breaker import NodeCircuitBreaker
-else:
-    try:
-        from langchain_core.runnables import RunnableConfig
-    except ImportError:  # pragma: no cover - langgraph is an optional extra
-        RunnableConfig = dict
+    from ._langgraph import RunnableNode
 
 __all__ = [
     "AsyncNode",
@@ -60,64 +69,66 @@ __all__ = [
     "create_tool_node",
 ]
 
-S = TypeVar("S")
-U = TypeVar("U", bound=Mapping[str, Any] | None)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 ErrorUpdate = dict[str, list[Any]]
 
 _NO_POLICY = Policy.none()
 _DEBUG = 10
 _INFO = 20
+_PASSED_BY_NAME = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
-_POSITIONAL: Final = "positional"
-_KEYWORD: Final = "keyword"
+def _config_parameter(impl: Callable[..., Any]) -> tuple[bool, int | None]:
+    """Where a call's RunnableConfig is, for an impl with *impl*'s signature.
 
-
-def _config_mode(impl: Callable[..., Any]) -> str | None:
-    """How *impl* wants the RunnableConfig: by keyword, positionally, or not at all.
-
-    As LangGraph does, a parameter named ``config`` gets it (by keyword, so a
-    keyword-only one works too). Otherwise a second positional parameter
-    *without a default* is taken to be ``(state, config)``; a defaulted one is
-    the impl's own option and is left alone.
+    Returns whether a ``config=`` keyword is the impl's (LangGraph passes it by
+    keyword to a parameter of that name; ``**kwargs`` takes it too), and the
+    position of the impl's ``config`` parameter, where a direct call may pass it.
     """
     try:
-        params = list(inspect.signature(impl).parameters.values())
+        params = inspect.signature(impl).parameters
     except (TypeError, ValueError):
-        return None
-    for param in params:
-        if param.name == "config":
-            return _POSITIONAL if param.kind is inspect.Parameter.POSITIONAL_ONLY else _KEYWORD
-    positional = [
-        p
-        for p in params
-        if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    ]
-    if len(positional) >= 2 and positional[1].default is inspect.Parameter.empty:
-        return _POSITIONAL
-    return None
+        return True, None
+    param = params.get("config")
+    if param is not None and param.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD:
+        return True, list(params).index("config")
+    takes = (param is not None and param.kind is inspect.Parameter.KEYWORD_ONLY) or any(
+        p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+    )
+    return takes, None
 
 
-def _is_update(result: object) -> bool:
-    # ``type(...) is dict`` first: the usual update, and an ABC isinstance costs more.
-    if result is None or type(result) is dict or isinstance(result, Mapping):
-        return True
-    # LangGraph also accepts Command objects (and lists of them), dataclass and
-    # pydantic state objects as updates.
-    if type(result).__name__ == "Command" and type(result).__module__.startswith("langgraph"):
-        return True
-    if isinstance(result, list | tuple):
-        return (
-            bool(result)
-            and all(_is_update(item) and item is not None for item in result)
-            and not any(isinstance(item, Mapping) for item in result)
-        )
-    return dataclasses.is_dataclass(result) or hasattr(result, "model_dump")
+def _presented_hints(impl: Callable[..., Any]) -> dict[str, Any]:
+    """The ``__annotations__`` the node presents, so LangGraph reads the impl's hints.
+
+    ``StateGraph.add_node`` reads hints only from a function, a method or an
+    object whose ``__call__`` is a method, as ``get_type_hints(action.__call__)
+    or get_type_hints(action)``. For the node (whose own ``__call__`` carries
+    none) that is ``get_type_hints(node)``: the node's ``__annotations__``,
+    resolved in the globals at the end of its ``__wrapped__`` chain, the impl's.
+    A function's annotations are shared as they are (resolved when LangGraph
+    asks, as for the impl); an object's are resolved now, since its globals are
+    not reachable through ``__wrapped__``; anything else presents none.
+    """
+    if inspect.isfunction(impl) or inspect.ismethod(impl):
+        annotations = getattr(impl, "__annotations__", None)
+        return annotations if isinstance(annotations, dict) else {}
+    call = getattr(impl, "__call__", None)  # noqa: B004 - the method LangGraph reads
+    if inspect.ismethod(call):
+        try:
+            return typing.get_type_hints(call) or typing.get_type_hints(impl)
+        except Exception:  # LangGraph finds no hints here either
+            return {}
+    return {}
 
 
-def _story_id(state: object) -> object:
+def _story_id(args: tuple[Any, ...]) -> object:
     """The state's ``story_id`` for the logs; never raises (a state may be anything)."""
+    if not args:
+        return None
+    state = args[0]
     try:
         if type(state) is dict or isinstance(state, Mapping):
             return state.get("story_id")
@@ -165,19 +176,24 @@ class _NodeCall(PendingContext):
         return fields
 
 
-class _NodeShell(Generic[S, U]):
-    """What the sync and async nodes share: construction, context, logging, capture."""
+class _NodeShell:
+    """What the sync and async nodes share: construction, context, logging, capture.
+
+    ``__dict__`` holds only what `functools.update_wrapper` would set
+    (``__wrapped__``, ``__annotations__``...): the attributes LangGraph and
+    ``inspect`` read to see the impl through the node.
+    """
 
     __slots__ = (
-        "__name__",
-        "__qualname__",
+        "__dict__",
         "_breakers",
         "_capture",
-        "_config_mode",
+        "_config_at",
         "_log",
         "_log_levels",
         "_pipeline",
         "_policy",
+        "_takes_config",
         "name",
     )
 
@@ -188,6 +204,7 @@ class _NodeShell(Generic[S, U]):
         name: str,
         policy: Policy,
         capture_errors: bool,
+        pipeline: tuple[Callable[..., Any], tuple[NodeCircuitBreaker, ...]] | None = None,
     ) -> None:
         checked: object = name  # checked at run time too: callers may not run mypy
         if not isinstance(checked, str) or not checked:
@@ -203,10 +220,12 @@ class _NodeShell(Generic[S, U]):
         self.name = name
         self.__name__ = name
         self.__qualname__ = name
+        self.__wrapped__ = impl
+        self.__annotations__ = _presented_hints(impl)
         self._policy = policy
         self._capture = bool(capture_errors)
-        self._config_mode = _config_mode(impl)
-        self._pipeline, self._breakers = build_pipeline(policy, impl, name)
+        self._takes_config, self._config_at = _config_parameter(impl)
+        self._pipeline, self._breakers = pipeline or build_pipeline(policy, impl, name)
         # Bound lazily on the first call, not here: nodes are often built at import
         # time, before the application configures structlog.
         self._log: Any = None
@@ -221,7 +240,7 @@ class _NodeShell(Generic[S, U]):
         return self._policy
 
     @property
-    def breaker(self) -> "NodeCircuitBreaker | None":
+    def breaker(self) -> NodeCircuitBreaker | None:
         """This node's circuit breaker, if its policy has one."""
         return self._breakers[0] if self._breakers else None
 
@@ -243,11 +262,27 @@ class _NodeShell(Generic[S, U]):
                 self._log_levels = (bool(enabled(_DEBUG)), bool(enabled(_INFO)))
         return log
 
-    def _begin(self, state: object, config: Mapping[str, Any] | None) -> _NodeCall:
+    def _config(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Mapping[str, Any] | None:
+        """The call's RunnableConfig: the impl's ``config`` argument, else LangGraph's.
+
+        A ``config=`` keyword the impl cannot take is a direct caller's, for the
+        node: it is removed from *kwargs* (LangGraph passes none to such an impl).
+        """
+        config: Any = None
+        at = self._config_at
+        if at is not None and len(args) > at:
+            config = args[at]
+        elif kwargs:
+            config = kwargs.get("config") if self._takes_config else kwargs.pop("config", None)
+        if config is None:
+            config = _langgraph.ambient_config()
+        return config  # type: ignore[no-any-return]
+
+    def _begin(self, args: tuple[Any, ...], config: Mapping[str, Any] | None) -> _NodeCall:
         # The execution context is built on first use: with logging filtered and
         # no failure, nothing asks for it, and building it (ids, metadata) was the
         # largest part of a node call's own cost.
-        call = _NodeCall(self.name, config, _story_id(state))
+        call = _NodeCall(self.name, config, _story_id(args))
         log = self._log or self._logger()
         if self._log_levels[0]:
             # Per-call ids travel as event fields: binding a new logger per call
@@ -256,20 +291,6 @@ class _NodeShell(Generic[S, U]):
         return call
 
     def _finish(self, result: object, call: _NodeCall) -> Any:
-        if not _is_update(result):
-            if inspect.iscoroutine(result):
-                # A sync callable (a lambda around an async function) handed back a
-                # coroutine: close it, or it warns "never awaited" at collection.
-                result.close()
-                raise NodeValidationError(
-                    "returned a coroutine from a sync call; pass the async function "
-                    "itself (not a lambda around it) so the node is async",
-                    node=self.name,
-                )
-            raise NodeValidationError(
-                f"returned {type(result).__name__} instead of a mapping of state updates (or None)",
-                node=self.name,
-            )
         if self._log_levels[1]:
             emit(
                 self._logger().info,
@@ -278,15 +299,6 @@ class _NodeShell(Generic[S, U]):
                 **call.fields(),
             )
         return result
-
-    def _invoke(self, state: object, config: Mapping[str, Any] | None) -> Any:
-        """Call the pipeline in the impl's convention (a coroutine for async nodes)."""
-        mode = self._config_mode
-        if mode is None:
-            return self._pipeline(state)
-        if mode is _POSITIONAL:
-            return self._pipeline(state, config)
-        return self._pipeline(state, config=config)
 
     def _fail(self, error: Exception, call: _NodeCall) -> ErrorUpdate | None:
         """Log a failure; the update to return, or None when it must propagate.
@@ -312,135 +324,200 @@ class _NodeShell(Generic[S, U]):
         return create_error_update(error, node=self.name, attempts=attempts)
 
 
+def _reject_coroutine(result: Coroutine[Any, Any, Any], name: str) -> NoReturn:
+    """A sync callable (a lambda around an async function) handed back a coroutine.
+
+    LangGraph would reject it too; this says why. It is closed first, or it
+    warns "never awaited" when collected.
+    """
+    result.close()
+    raise NodeValidationError(
+        "returned a coroutine from a sync call; pass the async function "
+        "itself (not a lambda around it) so the node is async",
+        node=name,
+    )
+
+
 def _elapsed_ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
-class SyncNode(_NodeShell[S, U]):
+class SyncNode(_NodeShell, Generic[P, R]):
     """A resilient sync LangGraph node (see `create_node`)."""
 
     __slots__ = ()
 
-    def __call__(
-        self,
-        state: S,
-        config: Optional[RunnableConfig] = None,  # noqa: UP045 - see the module docstring
-    ) -> U | ErrorUpdate:
-        """Run the node on *state*; returns its update (or the error update)."""
-        call = self._begin(state, config)
-        try:
-            cancel_token = _cancel_token(config)
-            if cancel_token is None:
-                result = self._invoke(state, config)
-            else:
-                # A partial, not a lambda: a closure would make this frame keep
-                # cells for self, state and config on every call.
-                result = call_with_cancel_token_sync(
-                    functools.partial(self._invoke, state, config), cancel_token, name=self.name
-                )
-            return self._finish(result, call)  # type: ignore[no-any-return]
-        except Exception as error:
-            update = self._fail(error, call)
-            if update is None:
-                raise
-            return update
-        finally:
-            call.close()
+    if TYPE_CHECKING:
+
+        def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R | ErrorUpdate:
+            """Run the node; returns the impl's update (or the error update)."""
+
+    else:
+        # Unannotated at run time: LangGraph reads hints from ``__call__`` first,
+        # and must find none here so that it reads the impl's (`_presented_hints`).
+        def __call__(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN204
+            """Run the node; returns the impl's update (or the error update)."""
+            config = self._config(args, kwargs)
+            call = self._begin(args, config)
+            try:
+                cancel_token = _cancel_token(config)
+                if cancel_token is None:
+                    result = self._pipeline(*args, **kwargs)
+                else:
+                    result = call_with_cancel_token_sync(
+                        functools.partial(self._pipeline, *args, **kwargs),
+                        cancel_token,
+                        name=self.name,
+                    )
+                if inspect.iscoroutine(result):
+                    _reject_coroutine(result, self.name)
+                return self._finish(result, call)
+            except Exception as error:
+                update = self._fail(error, call)
+                if update is None:
+                    raise
+                return update
+            finally:
+                call.close()
 
 
-class AsyncNode(_NodeShell[S, U]):
+class AsyncNode(_NodeShell, Generic[P, R]):
     """A resilient async LangGraph node (see `create_node`)."""
 
     __slots__ = ()
 
-    async def __call__(
-        self,
-        state: S,
-        config: Optional[RunnableConfig] = None,  # noqa: UP045 - see the module docstring
-    ) -> U | ErrorUpdate:
-        """Run the node on *state*; returns its update (or the error update)."""
-        call = self._begin(state, config)
-        try:
-            cancel_token = _cancel_token(config)
-            if cancel_token is None:
-                result = await self._invoke(state, config)
-            else:
-                # A partial, not a lambda: see SyncNode.__call__.
-                result = await call_with_cancel_token(
-                    functools.partial(self._invoke, state, config), cancel_token, name=self.name
-                )
-            return self._finish(result, call)  # type: ignore[no-any-return]
-        except Exception as error:
-            update = self._fail(error, call)
-            if update is None:
-                raise
-            return update
-        finally:
-            call.close()
+    if TYPE_CHECKING:
+
+        async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R | ErrorUpdate:
+            """Run the node; returns the impl's update (or the error update)."""
+
+    else:
+        # Unannotated at run time: see SyncNode.__call__.
+        async def __call__(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN204
+            """Run the node; returns the impl's update (or the error update)."""
+            config = self._config(args, kwargs)
+            call = self._begin(args, config)
+            try:
+                cancel_token = _cancel_token(config)
+                if cancel_token is None:
+                    result = await self._pipeline(*args, **kwargs)
+                else:
+                    result = await call_with_cancel_token(
+                        functools.partial(self._pipeline, *args, **kwargs),
+                        cancel_token,
+                        name=self.name,
+                    )
+                return self._finish(result, call)
+            except Exception as error:
+                update = self._fail(error, call)
+                if update is None:
+                    raise
+                return update
+            finally:
+                call.close()
+
+
+def _shared_breaker_pipeline(
+    policy: Policy, fn: Callable[..., Any], name: str, breakers: tuple[NodeCircuitBreaker, ...]
+) -> Callable[..., Any]:
+    """*policy* around *fn*, reusing *breakers* (made by `build_pipeline`) in order.
+
+    The two paths of a Runnable node are one node: one breaker must count both.
+    """
+    remaining = list(breakers)
+    wrapped: Callable[..., Any] = fn
+    for layer in reversed(policy.layers):
+        if layer.kind == "breaker":
+            wrapped = wrap_breaker(wrapped, remaining.pop(0), name=name)
+        else:
+            wrapped = layer.wrap(wrapped, name, [])
+    return wrapped
+
+
+def _runnable_node(runnable: Any, name: str, policy: Policy, capture_errors: bool) -> RunnableNode:
+    invoke, ainvoke = _langgraph.runnable_steps(runnable)
+    sync_pipeline = build_pipeline(policy, invoke, name)
+    async_pipeline = _shared_breaker_pipeline(policy, ainvoke, name, sync_pipeline[1])
+    sync_node: SyncNode[..., Any] = SyncNode(
+        invoke, name=name, policy=policy, capture_errors=capture_errors, pipeline=sync_pipeline
+    )
+    async_node: AsyncNode[..., Any] = AsyncNode(
+        ainvoke,
+        name=name,
+        policy=policy,
+        capture_errors=capture_errors,
+        pipeline=(async_pipeline, sync_pipeline[1]),
+    )
+    return _langgraph.runnable_node(sync_node, async_node)
 
 
 @overload
 def create_node(
-    impl: Callable[[S], Awaitable[U]] | Callable[[S, RunnableConfig], Awaitable[U]],
+    impl: Runnable[Any, Any],
     *,
     name: str,
     policy: Policy = ...,
     capture_errors: bool = ...,
-) -> AsyncNode[S, U]: ...
+) -> RunnableNode: ...
+@overload
+def create_node(  # type: ignore[overload-overlap]
+    impl: Callable[P, Coroutine[Any, Any, R]],
+    *,
+    name: str,
+    policy: Policy = ...,
+    capture_errors: bool = ...,
+) -> AsyncNode[P, R]: ...
 @overload
 def create_node(
-    impl: Callable[[S], U] | Callable[[S, RunnableConfig], U],
+    impl: Callable[P, R],
     *,
     name: str,
     policy: Policy = ...,
     capture_errors: bool = ...,
-) -> SyncNode[S, U]: ...
+) -> SyncNode[P, R]: ...
 def create_node(
-    impl: Callable[..., Any],
+    impl: Callable[..., Any] | Runnable[Any, Any],
     *,
     name: str,
     policy: Policy = _NO_POLICY,
     capture_errors: bool = True,
-) -> AsyncNode[Any, Any] | SyncNode[Any, Any]:
+) -> AsyncNode[..., Any] | SyncNode[..., Any] | RunnableNode:
     """Wrap a node implementation in a policy, as a LangGraph node.
 
     Args:
-        impl: ``(state)`` or ``(state, config)``, sync or async, returning a
-            partial state update (a mapping, a LangGraph ``Command``, or None).
+        impl: Anything LangGraph takes as a node: a function (sync or async)
+            with whatever parameters LangGraph injects (``config``, ``runtime``,
+            ``store``, ``writer``...), a callable object, or a Runnable such as a
+            compiled subgraph. It returns what LangGraph accepts from a node.
         name: The node's name: used for its breaker, its logs and error records.
         policy: The resilience pipeline (`Policy`), left outermost.
         capture_errors: Return ``{"errors": [record]}`` for a failure that survives
             the policy, instead of raising.
 
     Returns:
-        An `AsyncNode` for an async impl, a `SyncNode` for a sync one; both have
-        the signature ``(state, config: RunnableConfig | None = None)``.
+        An `AsyncNode` for an async impl, a `SyncNode` for a sync one, each with
+        the impl's signature and type hints; for a Runnable, a Runnable node with
+        both paths (its ``invoke`` and ``ainvoke``).
 
     Raises:
         ConfigError: If *impl* is not callable or *name* is empty.
     """
-    if is_async_callable(impl):
-        return AsyncNode(impl, name=name, policy=policy, capture_errors=capture_errors)
-    return SyncNode(impl, name=name, policy=policy, capture_errors=capture_errors)
+    if _langgraph.is_runnable(impl):
+        return _runnable_node(impl, name, policy, capture_errors)
+    return _make_node(impl, name, policy, capture_errors)  # type: ignore[arg-type]
 
 
 @overload
-def create_simple_node(
-    impl: Callable[[S], Awaitable[U]] | Callable[[S, RunnableConfig], Awaitable[U]],
-    *,
-    name: str,
-    capture_errors: bool = ...,
-) -> AsyncNode[S, U]: ...
+def create_simple_node(  # type: ignore[overload-overlap]
+    impl: Callable[P, Coroutine[Any, Any, R]], *, name: str, capture_errors: bool = ...
+) -> AsyncNode[P, R]: ...
 @overload
 def create_simple_node(
-    impl: Callable[[S], U] | Callable[[S, RunnableConfig], U],
-    *,
-    name: str,
-    capture_errors: bool = ...,
-) -> SyncNode[S, U]: ...
+    impl: Callable[P, R], *, name: str, capture_errors: bool = ...
+) -> SyncNode[P, R]: ...
 def create_simple_node(
     impl: Callable[..., Any], *, name: str, capture_errors: bool = True
-) -> AsyncNode[Any, Any] | SyncNode[Any, Any]:
+) -> AsyncNode[..., Any] | SyncNode[..., Any]:
     """A node with no retry, breaker or timeout: logging, context and capture only."""
     return _make_node(impl, name, Policy.none(), capture_errors)
 
@@ -453,7 +530,7 @@ def _preset_node(
     timeout: float | None,
     breaker: bool,
     capture_errors: bool,
-) -> AsyncNode[Any, Any] | SyncNode[Any, Any]:
+) -> AsyncNode[..., Any] | SyncNode[..., Any]:
     policy = preset
     if breaker:
         policy = policy | Policy.breaker()
@@ -464,31 +541,30 @@ def _preset_node(
 
 def _make_node(
     impl: Callable[..., Any], name: str, policy: Policy, capture_errors: bool
-) -> AsyncNode[Any, Any] | SyncNode[Any, Any]:
-    node: AsyncNode[Any, Any] | SyncNode[Any, Any] = create_node(
-        impl, name=name, policy=policy, capture_errors=capture_errors
-    )
-    return node
+) -> AsyncNode[..., Any] | SyncNode[..., Any]:
+    if is_async_callable(impl):
+        return AsyncNode(impl, name=name, policy=policy, capture_errors=capture_errors)
+    return SyncNode(impl, name=name, policy=policy, capture_errors=capture_errors)
 
 
 @overload
-def create_llm_node(
-    impl: Callable[[S], Awaitable[U]] | Callable[[S, RunnableConfig], Awaitable[U]],
+def create_llm_node(  # type: ignore[overload-overlap]
+    impl: Callable[P, Coroutine[Any, Any, R]],
     *,
     name: str,
     timeout: float | None = ...,
     breaker: bool = ...,
     capture_errors: bool = ...,
-) -> AsyncNode[S, U]: ...
+) -> AsyncNode[P, R]: ...
 @overload
 def create_llm_node(
-    impl: Callable[[S], U] | Callable[[S, RunnableConfig], U],
+    impl: Callable[P, R],
     *,
     name: str,
     timeout: float | None = ...,
     breaker: bool = ...,
     capture_errors: bool = ...,
-) -> SyncNode[S, U]: ...
+) -> SyncNode[P, R]: ...
 def create_llm_node(
     impl: Callable[..., Any],
     *,
@@ -496,7 +572,7 @@ def create_llm_node(
     timeout: float | None = None,
     breaker: bool = False,
     capture_errors: bool = True,
-) -> AsyncNode[Any, Any] | SyncNode[Any, Any]:
+) -> AsyncNode[..., Any] | SyncNode[..., Any]:
     """A node under `Policy.llm`, optionally with a breaker and a per-attempt timeout."""
     return _preset_node(
         Policy.llm(),
@@ -509,23 +585,23 @@ def create_llm_node(
 
 
 @overload
-def create_tool_node(
-    impl: Callable[[S], Awaitable[U]] | Callable[[S, RunnableConfig], Awaitable[U]],
+def create_tool_node(  # type: ignore[overload-overlap]
+    impl: Callable[P, Coroutine[Any, Any, R]],
     *,
     name: str,
     timeout: float | None = ...,
     breaker: bool = ...,
     capture_errors: bool = ...,
-) -> AsyncNode[S, U]: ...
+) -> AsyncNode[P, R]: ...
 @overload
 def create_tool_node(
-    impl: Callable[[S], U] | Callable[[S, RunnableConfig], U],
+    impl: Callable[P, R],
     *,
     name: str,
     timeout: float | None = ...,
     breaker: bool = ...,
     capture_errors: bool = ...,
-) -> SyncNode[S, U]: ...
+) -> SyncNode[P, R]: ...
 def create_tool_node(
     impl: Callable[..., Any],
     *,
@@ -533,7 +609,7 @@ def create_tool_node(
     timeout: float | None = None,
     breaker: bool = False,
     capture_errors: bool = True,
-) -> AsyncNode[Any, Any] | SyncNode[Any, Any]:
+) -> AsyncNode[..., Any] | SyncNode[..., Any]:
     """A node under `Policy.tool`, optionally with a breaker and a per-attempt timeout."""
     return _preset_node(
         Policy.tool(),

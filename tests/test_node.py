@@ -50,15 +50,19 @@ async def test_async_impl_gives_async_node() -> None:
     assert await node({"x": 4}) == {"y": 8}
 
 
-def test_node_signature_is_langgraphs() -> None:
-    """The node takes (state, config: RunnableConfig | None = None)."""
-    from langchain_core.runnables import RunnableConfig
+def test_node_presents_the_impls_signature_and_hints() -> None:
+    """inspect.signature and get_type_hints see the impl's parameters and hints."""
+    import typing
 
-    node = create_node(lambda state: None, name="n")
-    params = inspect.signature(node).parameters
-    assert list(params) == ["state", "config"]
-    assert params["config"].default is None
-    assert params["config"].annotation in (RunnableConfig | None, RunnableConfig)
+    def impl(state: dict[str, int], config: dict[str, Any], *, store: Any = None) -> None:
+        return None
+
+    node = create_node(impl, name="n")
+    assert inspect.signature(node) == inspect.signature(impl)
+    assert typing.get_type_hints(node.__call__) == {}
+    assert typing.get_type_hints(node) == typing.get_type_hints(impl)
+    assert node.__wrapped__ is impl
+    assert node.__name__ == "n"
 
 
 def test_impl_may_take_config() -> None:
@@ -70,7 +74,7 @@ def test_impl_may_take_config() -> None:
 
     create_node(with_config, name="a")({}, {"configurable": {"k": 1}})
     assert seen == [{"configurable": {"k": 1}}]
-    create_node(lambda state: seen.append("no config"), name="b")({}, {"configurable": {}})
+    create_node(lambda state: seen.append("no config"), name="b")({}, config={"configurable": {}})
     assert seen[-1] == "no config"
 
 
@@ -84,7 +88,7 @@ def test_current_context_inside_impl() -> None:
     node = create_node(impl, name="ctx")
     node(
         {},
-        {
+        config={
             "metadata": {"trace_id": "t" * 32, "graph_execution_id": "g-1"},
             "configurable": {"thread_id": "th"},
         },
@@ -211,14 +215,10 @@ def test_capture_off_propagates_the_original() -> None:
     assert caught.value is boom
 
 
-@pytest.mark.parametrize("bad", ["a string", 42, ["x"], object()])
-def test_non_mapping_result_is_a_validation_error(bad: object) -> None:
-    """Returning something that is not a state update is VALIDATION_FAILED naming the node."""
-    update = create_node(lambda state: bad, name="shape")({})
-    (record,) = update["errors"]
-    assert record["code"] == ErrorCode.VALIDATION_FAILED.value
-    assert "node shape" in record["message"]
-    assert type(bad).__name__ in record["message"]
+@pytest.mark.parametrize("value", ["a string", 42, ["x"], object()])
+def test_any_result_passes_through_for_langgraph_to_judge(value: object) -> None:
+    """What the impl returns is returned as is: a root channel takes any value."""
+    assert create_node(lambda state: value, name="shape", capture_errors=False)({}) is value
 
 
 def test_none_and_command_results_are_updates() -> None:
@@ -296,7 +296,7 @@ async def test_cancel_token_in_config_cancels_the_node() -> None:
         results: list[Any] = []
 
         async def run() -> None:
-            results.append(await node({}, {"configurable": {"cancel_token": token}}))
+            results.append(await node({}, config={"configurable": {"cancel_token": token}}))
 
         tg.start_soon(run)
         await started.wait()
@@ -317,12 +317,12 @@ def test_cancel_token_already_set_sync_node() -> None:
         calls += 1
         return {}
 
-    update = create_node(impl, name="n")({}, {"configurable": {"cancel_token": token}})
+    update = create_node(impl, name="n")({}, config={"configurable": {"cancel_token": token}})
     assert calls == 0
     assert update["errors"][0]["code"] == ErrorCode.CANCELLED.value
     with pytest.raises(NodeCancellationError):
         create_node(impl, name="n", capture_errors=False)(
-            {}, {"configurable": {"cancel_token": token}}
+            {}, config={"configurable": {"cancel_token": token}}
         )
 
 
@@ -330,7 +330,7 @@ def test_logs_started_succeeded_with_ids() -> None:
     """node.started / node.succeeded carry node, ids, story_id and duration."""
     node = create_node(lambda state: {}, name="logged")
     with capture_logs() as logs:
-        node({"story_id": "s-9"}, {"metadata": {"trace_id": "abc"}})
+        node({"story_id": "s-9"}, config={"metadata": {"trace_id": "abc"}})
     events = {entry["event"]: entry for entry in logs}
     assert set(events) >= {"node.started", "node.succeeded"}
     succeeded = events["node.succeeded"]
@@ -457,8 +457,12 @@ def test_config_goes_only_to_a_parameter_named_config_or_a_required_second() -> 
         return {"limit": limit}
 
     config = {"configurable": {"k": 1}}
-    assert create_node(keyword_only, name="kw", capture_errors=False)({}, config) == {"got": config}
-    assert create_node(own_option, name="opt", capture_errors=False)({}, config) == {"limit": 10}
+    assert create_node(keyword_only, name="kw", capture_errors=False)({}, config=config) == {
+        "got": config
+    }
+    assert create_node(own_option, name="opt", capture_errors=False)({}, config=config) == {
+        "limit": 10
+    }
 
 
 def test_a_state_whose_story_id_raises_is_handled_and_leaves_no_context() -> None:
@@ -495,3 +499,36 @@ def test_node_call_sets_every_field_of_a_pending_context() -> None:
         assert call.attempt == 1
     finally:
         call.close()
+
+
+@pytest.mark.anyio
+async def test_a_runnable_node_has_both_paths_and_one_breaker(anyio_backend: str) -> None:
+    """create_node(runnable): invoke and ainvoke run it, one breaker counts both."""
+    if anyio_backend != "asyncio":
+        pytest.skip("langchain_core's ainvoke needs asyncio")
+    from langchain_core.runnables import RunnableLambda
+
+    def boom(state: dict[str, Any]) -> dict[str, Any]:
+        raise ConnectionError("down")
+
+    node = create_node(
+        RunnableLambda(boom, name="boom"),
+        name="remote",
+        policy=Policy.breaker(failure_threshold=2),
+        capture_errors=False,
+    )
+    assert node.name == "remote"
+    assert node.policy == Policy.breaker(failure_threshold=2)
+    assert repr(node) == "<runnable node 'remote': Policy.breaker(failure_threshold=2)>"
+    with pytest.raises(ConnectionError):
+        node.invoke({})
+    with pytest.raises(ConnectionError):
+        await node.ainvoke({})
+    assert node.breaker is not None
+    assert node.breaker.status().state == "open"
+
+
+def test_a_non_runnable_keeps_the_config_error() -> None:
+    """Something neither callable nor a Runnable is still a ConfigError naming the node."""
+    with pytest.raises(ConfigError, match=r"nodes\.n\.impl"):
+        create_node(3, name="n")  # type: ignore[call-overload]

@@ -178,7 +178,9 @@ async def _call_sync(node: Any, harness: _Harness) -> tuple[BaseException | None
 
     def run() -> None:
         try:
-            outcome["result"] = node({"story_id": "s"}, {"configurable": {"cancel_token": token}})
+            outcome["result"] = node(
+                {"story_id": "s"}, config={"configurable": {"cancel_token": token}}
+            )
         except BaseException as exc:
             outcome["error"] = exc
         finally:
@@ -303,7 +305,7 @@ async def test_abandoned_sync_retry_stops_for_every_token_kind(token_kind: str) 
 
     def run() -> BaseException | None:
         try:
-            node({}, {"configurable": {"cancel_token": token}})
+            node({}, config={"configurable": {"cancel_token": token}})
         except BaseException as exc:
             return exc
         return None
