@@ -198,6 +198,19 @@ class PendingContext:
         self._built: ExecutionContext | None = None
         self.attempt = 1
 
+    @property
+    def config(self) -> Mapping[str, Any] | None:
+        """The RunnableConfig the call was given (or found), if any."""
+        return self._config
+
+    def start_attempt(self, attempt: int, /) -> None:
+        """The retry layer starts attempt *attempt* (2 and up) of this call.
+
+        A hook: the node shell extends it (LangGraph's interrupt counter, the
+        attempt event).
+        """
+        self.attempt = attempt
+
     def resolve(self) -> ExecutionContext:
         built = self._built
         if built is None:
@@ -237,7 +250,7 @@ def note_attempt(attempt: int, node: str | None) -> None:
     """
     context = _current.get()
     if isinstance(context, PendingContext) and context.name == node:
-        context.attempt = attempt
+        context.start_attempt(attempt)
 
 
 def current_context() -> ExecutionContext | None:

@@ -14,11 +14,13 @@ LangGraph guard them.
 
 from __future__ import annotations
 
+import itertools
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
 
     from langchain_core.runnables import Runnable
 
@@ -37,7 +39,33 @@ if TYPE_CHECKING:
         def breaker(self) -> NodeCircuitBreaker | None: ...
 
 
-__all__ = ["ambient_config", "is_runnable", "runnable_node", "runnable_steps"]
+__all__ = [
+    "ATTEMPT_STARTED",
+    "NODE_FAILED",
+    "ambient_config",
+    "dispatch_failure",
+    "is_runnable",
+    "reset_interrupt_counter",
+    "runnable_node",
+    "runnable_steps",
+    "send_branch",
+    "stream_event",
+    "write_captured",
+]
+
+#: The ``event`` of the custom stream chunk a node writes when attempt 2 and up starts.
+ATTEMPT_STARTED = "resilient_nodes.attempt_started"
+#: The ``event`` of the custom stream chunk (and the name of the callback custom
+#: event) for a failure the node captured or routed instead of raising.
+NODE_FAILED = "resilient_nodes.node_failed"
+
+# Names from langgraph._internal._constants, spelled out so that using them needs
+# no import (they are interned strings, stable since 0.2).
+_CONF = "configurable"
+_SEND = "__pregel_send"  # CONFIG_KEY_SEND: appends (channel, value) writes to the task
+_SCRATCHPAD = "__pregel_scratchpad"  # CONFIG_KEY_SCRATCHPAD: the task's PregelScratchpad
+_ERROR = "__error__"  # ERROR: the reserved channel of a task's failure
+_PUSH = "__pregel_push"  # PUSH: the first item of a Send task's langgraph_path
 
 _CONFIG_MODULE = "langchain_core.runnables.config"
 _RUNNABLE_MODULE = "langchain_core.runnables.base"
@@ -130,3 +158,127 @@ def runnable_node(sync_node: Any, async_node: Any, /) -> RunnableNode:
         sync_node, async_node, name=sync_node.name, trace=False
     )
     return node
+
+
+def _configurable(config: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    configurable = config.get(_CONF) if config else None
+    return configurable if isinstance(configurable, dict) else {}
+
+
+def reset_interrupt_counter(config: Mapping[str, Any] | None) -> None:
+    """Count the task's ``interrupt()`` calls from the first again, for a new attempt.
+
+    LangGraph's own retry does this (``pregel/_retry.py``,
+    ``_reset_interrupt_counter``): an attempt reruns the node from its first
+    line, so its interrupts must reuse the answers the task already has instead
+    of asking again. LangGraph replaces the scratchpad in a new config; the
+    attempts here share one config, so the counter is replaced in place. Relies
+    on the private ``PregelScratchpad.interrupt_counter`` (a frozen dataclass
+    field, ``Callable[[], int]`` counting from 0).
+    """
+    scratchpad = _configurable(config).get(_SCRATCHPAD)
+    if scratchpad is not None and hasattr(scratchpad, "interrupt_counter"):
+        object.__setattr__(scratchpad, "interrupt_counter", itertools.count().__next__)
+
+
+def stream_event(payload: Mapping[str, Any]) -> None:
+    """Write *payload* to the running graph's custom stream, if there is one.
+
+    ``get_stream_writer()`` is public; outside a run it raises, and a run not
+    streaming ``custom`` gets a writer that drops the chunk.
+    """
+    if sys.modules.get("langgraph.config") is None:
+        return
+    from langgraph.config import get_stream_writer  # noqa: PLC0415 - LangGraph in use
+
+    try:
+        writer = get_stream_writer()
+    except Exception:  # not inside a LangGraph run
+        return
+    writer(dict(payload))
+
+
+def _callback_config(config: Mapping[str, Any] | None) -> Any:
+    return config if config and config.get("callbacks") is not None else None
+
+
+def dispatch_failure(config: Mapping[str, Any] | None, data: Mapping[str, Any]) -> None:
+    """Tell the run's callbacks (tracers, ``astream_events``) about a contained failure.
+
+    A captured failure ends the node normally (``on_chain_end``); this custom
+    event (langchain_core's public ``dispatch_custom_event``) is how a tracer
+    tells it from success. Without callbacks there is no one to tell.
+    """
+    callback_config = _callback_config(config)
+    if callback_config is None:
+        return
+    from langchain_core.callbacks.manager import dispatch_custom_event  # noqa: PLC0415
+
+    try:
+        dispatch_custom_event(NODE_FAILED, dict(data), config=callback_config)
+    except RuntimeError:  # no parent run to attach the event to
+        return
+
+
+async def adispatch_failure(config: Mapping[str, Any] | None, data: Mapping[str, Any]) -> None:
+    """`dispatch_failure` for async nodes (async handlers run on the loop)."""
+    callback_config = _callback_config(config)
+    if callback_config is None:
+        return
+    from langchain_core.callbacks.manager import adispatch_custom_event  # noqa: PLC0415
+
+    try:
+        await adispatch_custom_event(NODE_FAILED, dict(data), config=callback_config)
+    except RuntimeError:
+        return
+
+
+def _path(config: Mapping[str, Any] | None) -> tuple[Any, ...]:
+    metadata = config.get("metadata") if config else None
+    path = metadata.get("langgraph_path") if isinstance(metadata, Mapping) else None
+    return tuple(path) if isinstance(path, tuple | list) else ()
+
+
+def send_branch(config: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Which ``Send`` branch the running task is, or None if it is not one.
+
+    LangGraph puts the task's path in the run metadata it documents for tracing
+    (``langgraph_path``: ``("__pregel_push", index, ...)`` for the index-th
+    ``Send`` of a step) with its ``langgraph_checkpoint_ns`` (``node:task_id``).
+    """
+    path = _path(config)
+    if len(path) < 2 or path[0] != _PUSH or not isinstance(path[1], int):
+        return None
+    metadata: Any = config.get("metadata") if config else None
+    branch: dict[str, Any] = {"send_index": path[1]}
+    namespace = metadata.get("langgraph_checkpoint_ns")
+    if isinstance(namespace, str):
+        branch["task_id"] = namespace.rpartition(":")[2]
+    return branch
+
+
+def write_captured(config: Mapping[str, Any] | None, update: Any, error: BaseException) -> bool:
+    """Write a captured failure's update as a task that failed: never cached.
+
+    LangGraph caches a task's writes unless they hold an ``ERROR`` (or
+    ``INTERRUPT``) write (``pregel/_loop.py``, ``_cacheable``): a result the node
+    returns would be served from the cache for the whole TTL. So the update is
+    written through the task's private send function (``CONFIG_KEY_SEND``),
+    followed by an ``ERROR`` write, and the node returns None. The ``ERROR``
+    write must not come first: LangGraph streams a task's ``updates`` only when
+    its first write is not one. The ``tasks``/``debug`` streams then show the
+    error beside the result, as for any failed task. Only for a graph node (a
+    pull or ``Send`` task): a functional-API task replays an ``ERROR`` write as
+    an exception when its entrypoint resumes.
+
+    Returns:
+        Whether the update was written (else the node returns it).
+    """
+    send = _configurable(config).get(_SEND)
+    path = _path(config)
+    if send is None or not path or not isinstance(update, Mapping):
+        return False
+    if path[0] == _PUSH and not (len(path) > 1 and isinstance(path[1], int)):
+        return False  # a functional-API task (its path holds its caller's): see above
+    send([*update.items(), (_ERROR, error)])
+    return True

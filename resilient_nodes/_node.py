@@ -20,8 +20,12 @@ Per call the node shell:
    run's cancel token, if ``config["configurable"]["cancel_token"]`` holds one)
    and logs ``node.succeeded``; the result passes through as the impl returned it:
    LangGraph validates updates, and nothing here is stricter;
-3. on an error that survives the policy, logs ``node.failed`` and either returns
-   ``{"errors": [record]}`` (``capture_errors=True``) or re-raises.
+3. on an error that survives the policy, logs ``node.failed`` and does what
+   ``on_error`` says: ``"capture"`` returns ``{"errors": [record]}`` (raising
+   instead when the impl's state type has no ``errors`` key), ``"raise"``
+   re-raises, a callable returns ``handler(record, state)``. A contained failure
+   is also told to the run's stream and callbacks, and kept out of LangGraph's
+   node cache (see `_langgraph`).
 
 The RunnableConfig is the ``config`` argument when the impl takes one; otherwise
 the one LangGraph set for the running task (or, in a direct call, a ``config=``
@@ -38,8 +42,19 @@ import functools
 import inspect
 import time
 import typing
+import warnings
 from collections.abc import Callable, Coroutine, Mapping
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Final,
+    Generic,
+    Literal,
+    NoReturn,
+    ParamSpec,
+    TypeVar,
+    overload,
+)
 
 from . import _langgraph
 from ._breaker import wrap_breaker
@@ -49,7 +64,7 @@ from ._context import PendingContext, activate, deactivate
 from ._control import is_control_flow
 from ._logging import LogEvent, emit, get_logger
 from ._policy import Policy, build_pipeline
-from ._records import create_error_update
+from ._records import NodeErrorRecord, create_node_error
 from .errors import ConfigError, NodeRetryExhaustedError, NodeValidationError
 
 if TYPE_CHECKING:
@@ -73,6 +88,12 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 ErrorUpdate = dict[str, list[Any]]
+
+#: What to do with a failure that survives the policy (see `create_node`).
+OnError = Literal["capture", "raise"] | Callable[[NodeErrorRecord, Any], Any]
+
+_CAPTURE: Final = "capture"
+_RAISE: Final = "raise"
 
 _NO_POLICY = Policy.none()
 _DEBUG = 10
@@ -164,6 +185,15 @@ class _NodeCall(PendingContext):
     def close(self) -> None:
         deactivate(self.token)
 
+    def start_attempt(self, attempt: int, /) -> None:
+        """A new attempt starts: as LangGraph's retry, and told to the stream."""
+        self.attempt = attempt
+        if self.config:
+            _langgraph.reset_interrupt_counter(self.config)
+            _langgraph.stream_event(
+                {"event": _langgraph.ATTEMPT_STARTED, "node": self.name, "attempt": attempt}
+            )
+
     def fields(self) -> dict[str, Any]:
         """The ids every event of this call carries (building the context if needed)."""
         context = self.resolve()
@@ -187,10 +217,11 @@ class _NodeShell:
     __slots__ = (
         "__dict__",
         "_breakers",
-        "_capture",
         "_config_at",
+        "_errors_slot",
         "_log",
         "_log_levels",
+        "_on_error",
         "_pipeline",
         "_policy",
         "_takes_config",
@@ -203,7 +234,7 @@ class _NodeShell:
         *,
         name: str,
         policy: Policy,
-        capture_errors: bool,
+        on_error: OnError = _CAPTURE,
         pipeline: tuple[Callable[..., Any], tuple[NodeCircuitBreaker, ...]] | None = None,
     ) -> None:
         checked: object = name  # checked at run time too: callers may not run mypy
@@ -222,8 +253,20 @@ class _NodeShell:
         self.__qualname__ = name
         self.__wrapped__ = impl
         self.__annotations__ = _presented_hints(impl)
+        if on_error not in (_CAPTURE, _RAISE) and not callable(on_error):
+            raise ConfigError(
+                [
+                    (
+                        f"nodes.{name}.on_error",
+                        f'must be "capture", "raise" or a callable, got {on_error!r}',
+                    )
+                ]
+            )
         self._policy = policy
-        self._capture = bool(capture_errors)
+        self._on_error = on_error
+        # Whether the impl's state type has an ``errors`` key, read on the first
+        # failure to capture (a forward reference may resolve only after wrapping).
+        self._errors_slot: bool | None = None
         self._takes_config, self._config_at = _config_parameter(impl)
         self._pipeline, self._breakers = pipeline or build_pipeline(policy, impl, name)
         # Bound lazily on the first call, not here: nodes are often built at import
@@ -245,9 +288,20 @@ class _NodeShell:
         return self._breakers[0] if self._breakers else None
 
     @property
+    def on_error(self) -> OnError:
+        """What this node does with a failure that survives its policy."""
+        return self._on_error
+
+    @property
     def capture_errors(self) -> bool:
-        """Whether failures become ``{"errors": [...]}`` updates instead of raising."""
-        return self._capture
+        """Deprecated: whether ``on_error`` is ``"capture"``."""
+        warnings.warn(
+            'node.capture_errors is deprecated; read node.on_error ("capture", "raise" or '
+            "a callable)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self._on_error == _CAPTURE
 
     def __repr__(self) -> str:
         kind = "async" if isinstance(self, AsyncNode) else "sync"
@@ -300,28 +354,74 @@ class _NodeShell:
             )
         return result
 
-    def _fail(self, error: Exception, call: _NodeCall) -> ErrorUpdate | None:
-        """Log a failure; the update to return, or None when it must propagate.
+    def _contain(self, error: Exception, call: _NodeCall) -> NodeErrorRecord | None:
+        """Log a failure; its record if the node contains it, None if it propagates.
 
         LangGraph's control flow (an ``Exception`` subclass) is not a failure: it
-        propagates without a log line or a record.
+        propagates without a log line or a record. ``on_error="capture"`` on a
+        node whose state type has no ``errors`` key propagates too: the failure
+        would otherwise vanish (LangGraph drops keys its state does not have).
         """
         if is_control_flow(error):
             return None
         exhausted = error.attempts if isinstance(error, NodeRetryExhaustedError) else 1
         attempts = max(call.attempt, exhausted)
+        handler = self._on_error
+        contained = handler != _RAISE and (handler != _CAPTURE or self._has_errors_slot())
         emit(
             self._logger().warning,
             LogEvent.NODE_FAILED,
             duration_ms=_elapsed_ms(call.started),
             error_type=type(error).__name__,
             attempts=attempts,
-            captured=self._capture,
+            captured=contained,
             **call.fields(),
         )
-        if not self._capture:
+        if not contained:
             return None
-        return create_error_update(error, node=self.name, attempts=attempts)
+        branch = _langgraph.send_branch(call.config)
+        record = create_node_error(
+            error,
+            node=self.name,
+            attempts=attempts,
+            details=None if branch is None else {"branch": branch},
+        )
+        _langgraph.stream_event(
+            {"event": _langgraph.NODE_FAILED, "node": self.name, "record": record}
+        )
+        return record
+
+    def _contained(
+        self, record: NodeErrorRecord, error: Exception, call: _NodeCall, args: tuple[Any, ...]
+    ) -> Any:
+        """The node's result for a contained failure."""
+        handler = self._on_error
+        if handler == _CAPTURE:
+            update = {"errors": [record]}
+            return None if _langgraph.write_captured(call.config, update, error) else update
+        assert callable(handler)  # noqa: S101 - narrowing: checked at construction
+        return handler(record, args[0] if args else None)
+
+    def _has_errors_slot(self) -> bool:
+        known = self._errors_slot
+        if known is None:
+            known = self._errors_slot = _state_type_has_errors(self)
+        return known
+
+
+def _state_type_has_errors(node: object) -> bool:
+    """Whether the state type of *node*'s first parameter has an ``errors`` key.
+
+    True when unknown (no hint, ``dict[str, Any]``, a hint that does not
+    resolve): only a state type that lists its keys can say it has none.
+    """
+    try:
+        first = next(iter(inspect.signature(node).parameters))  # type: ignore[arg-type]
+        hint = typing.get_type_hints(node).get(first)
+        fields = typing.get_type_hints(hint) if isinstance(hint, type) else {}
+    except Exception:
+        return True
+    return not fields or "errors" in fields
 
 
 def _reject_coroutine(result: Coroutine[Any, Any, Any], name: str) -> NoReturn:
@@ -373,10 +473,14 @@ class SyncNode(_NodeShell, Generic[P, R]):
                     _reject_coroutine(result, self.name)
                 return self._finish(result, call)
             except Exception as error:
-                update = self._fail(error, call)
-                if update is None:
+                record = self._contain(error, call)
+                if record is None:
                     raise
-                return update
+                _langgraph.dispatch_failure(call.config, {"node": self.name, "record": record})
+                result = self._contained(record, error, call, args)
+                if inspect.iscoroutine(result):
+                    _reject_coroutine(result, self.name)
+                return result
             finally:
                 call.close()
 
@@ -409,10 +513,16 @@ class AsyncNode(_NodeShell, Generic[P, R]):
                     )
                 return self._finish(result, call)
             except Exception as error:
-                update = self._fail(error, call)
-                if update is None:
+                record = self._contain(error, call)
+                if record is None:
                     raise
-                return update
+                await _langgraph.adispatch_failure(
+                    call.config, {"node": self.name, "record": record}
+                )
+                result = self._contained(record, error, call, args)
+                if inspect.isawaitable(result):
+                    result = await result
+                return result
             finally:
                 call.close()
 
@@ -434,21 +544,36 @@ def _shared_breaker_pipeline(
     return wrapped
 
 
-def _runnable_node(runnable: Any, name: str, policy: Policy, capture_errors: bool) -> RunnableNode:
+def _runnable_node(runnable: Any, name: str, policy: Policy, on_error: OnError) -> RunnableNode:
     invoke, ainvoke = _langgraph.runnable_steps(runnable)
     sync_pipeline = build_pipeline(policy, invoke, name)
     async_pipeline = _shared_breaker_pipeline(policy, ainvoke, name, sync_pipeline[1])
     sync_node: SyncNode[..., Any] = SyncNode(
-        invoke, name=name, policy=policy, capture_errors=capture_errors, pipeline=sync_pipeline
+        invoke, name=name, policy=policy, on_error=on_error, pipeline=sync_pipeline
     )
     async_node: AsyncNode[..., Any] = AsyncNode(
         ainvoke,
         name=name,
         policy=policy,
-        capture_errors=capture_errors,
+        on_error=on_error,
         pipeline=(async_pipeline, sync_pipeline[1]),
     )
     return _langgraph.runnable_node(sync_node, async_node)
+
+
+def _resolve_on_error(on_error: OnError, capture_errors: bool | None) -> OnError:
+    """``on_error``, or what the deprecated ``capture_errors`` asked for (with a warning)."""
+    if capture_errors is None:
+        return on_error
+    warnings.warn(
+        'capture_errors= is deprecated; pass on_error="capture" (True) or on_error="raise" '
+        "(False). It will be removed in the next release.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    if on_error != _CAPTURE:
+        raise ConfigError([("capture_errors", "pass on_error or capture_errors, not both")])
+    return _CAPTURE if capture_errors else _RAISE
 
 
 @overload
@@ -457,7 +582,8 @@ def create_node(
     *,
     name: str,
     policy: Policy = ...,
-    capture_errors: bool = ...,
+    on_error: OnError = ...,
+    capture_errors: bool | None = ...,
 ) -> RunnableNode: ...
 @overload
 def create_node(  # type: ignore[overload-overlap]
@@ -465,7 +591,8 @@ def create_node(  # type: ignore[overload-overlap]
     *,
     name: str,
     policy: Policy = ...,
-    capture_errors: bool = ...,
+    on_error: OnError = ...,
+    capture_errors: bool | None = ...,
 ) -> AsyncNode[P, R]: ...
 @overload
 def create_node(
@@ -473,14 +600,16 @@ def create_node(
     *,
     name: str,
     policy: Policy = ...,
-    capture_errors: bool = ...,
+    on_error: OnError = ...,
+    capture_errors: bool | None = ...,
 ) -> SyncNode[P, R]: ...
 def create_node(
     impl: Callable[..., Any] | Runnable[Any, Any],
     *,
     name: str,
     policy: Policy = _NO_POLICY,
-    capture_errors: bool = True,
+    on_error: OnError = _CAPTURE,
+    capture_errors: bool | None = None,
 ) -> AsyncNode[..., Any] | SyncNode[..., Any] | RunnableNode:
     """Wrap a node implementation in a policy, as a LangGraph node.
 
@@ -491,8 +620,14 @@ def create_node(
             compiled subgraph. It returns what LangGraph accepts from a node.
         name: The node's name: used for its breaker, its logs and error records.
         policy: The resilience pipeline (`Policy`), left outermost.
-        capture_errors: Return ``{"errors": [record]}`` for a failure that survives
-            the policy, instead of raising.
+        on_error: What to do with a failure that survives the policy:
+            ``"capture"`` returns it as ``{"errors": [record]}`` (and raises it if
+            the impl's state type has no ``errors`` key); ``"raise"`` raises it, so
+            LangGraph's ``error_handler=``, its task errors and resuming from a
+            checkpoint work as without the wrapper; a callable
+            ``(record, state) -> update`` (a ``Command``, say) routes it.
+        capture_errors: Deprecated: ``True`` is ``on_error="capture"``, ``False``
+            is ``on_error="raise"``.
 
     Returns:
         An `AsyncNode` for an async impl, a `SyncNode` for a sync one, each with
@@ -500,26 +635,36 @@ def create_node(
         both paths (its ``invoke`` and ``ainvoke``).
 
     Raises:
-        ConfigError: If *impl* is not callable or *name* is empty.
+        ConfigError: If *impl* is not callable, *name* is empty or *on_error* is
+            not one of the above.
     """
+    on_error = _resolve_on_error(on_error, capture_errors)
     if _langgraph.is_runnable(impl):
-        return _runnable_node(impl, name, policy, capture_errors)
-    return _make_node(impl, name, policy, capture_errors)  # type: ignore[arg-type]
+        return _runnable_node(impl, name, policy, on_error)
+    return _make_node(impl, name, policy, on_error)  # type: ignore[arg-type]
 
 
 @overload
 def create_simple_node(  # type: ignore[overload-overlap]
-    impl: Callable[P, Coroutine[Any, Any, R]], *, name: str, capture_errors: bool = ...
+    impl: Callable[P, Coroutine[Any, Any, R]],
+    *,
+    name: str,
+    on_error: OnError = ...,
+    capture_errors: bool | None = ...,
 ) -> AsyncNode[P, R]: ...
 @overload
 def create_simple_node(
-    impl: Callable[P, R], *, name: str, capture_errors: bool = ...
+    impl: Callable[P, R], *, name: str, on_error: OnError = ..., capture_errors: bool | None = ...
 ) -> SyncNode[P, R]: ...
 def create_simple_node(
-    impl: Callable[..., Any], *, name: str, capture_errors: bool = True
+    impl: Callable[..., Any],
+    *,
+    name: str,
+    on_error: OnError = _CAPTURE,
+    capture_errors: bool | None = None,
 ) -> AsyncNode[..., Any] | SyncNode[..., Any]:
     """A node with no retry, breaker or timeout: logging, context and capture only."""
-    return _make_node(impl, name, Policy.none(), capture_errors)
+    return _make_node(impl, name, Policy.none(), _resolve_on_error(on_error, capture_errors))
 
 
 def _preset_node(
@@ -529,22 +674,22 @@ def _preset_node(
     name: str,
     timeout: float | None,
     breaker: bool,
-    capture_errors: bool,
+    on_error: OnError,
 ) -> AsyncNode[..., Any] | SyncNode[..., Any]:
     policy = preset
     if breaker:
         policy = policy | Policy.breaker()
     if timeout is not None:
         policy = policy | Policy.timeout(timeout)
-    return _make_node(impl, name, policy, capture_errors)
+    return _make_node(impl, name, policy, on_error)
 
 
 def _make_node(
-    impl: Callable[..., Any], name: str, policy: Policy, capture_errors: bool
+    impl: Callable[..., Any], name: str, policy: Policy, on_error: OnError
 ) -> AsyncNode[..., Any] | SyncNode[..., Any]:
     if is_async_callable(impl):
-        return AsyncNode(impl, name=name, policy=policy, capture_errors=capture_errors)
-    return SyncNode(impl, name=name, policy=policy, capture_errors=capture_errors)
+        return AsyncNode(impl, name=name, policy=policy, on_error=on_error)
+    return SyncNode(impl, name=name, policy=policy, on_error=on_error)
 
 
 @overload
@@ -554,7 +699,8 @@ def create_llm_node(  # type: ignore[overload-overlap]
     name: str,
     timeout: float | None = ...,
     breaker: bool = ...,
-    capture_errors: bool = ...,
+    on_error: OnError = ...,
+    capture_errors: bool | None = ...,
 ) -> AsyncNode[P, R]: ...
 @overload
 def create_llm_node(
@@ -563,7 +709,8 @@ def create_llm_node(
     name: str,
     timeout: float | None = ...,
     breaker: bool = ...,
-    capture_errors: bool = ...,
+    on_error: OnError = ...,
+    capture_errors: bool | None = ...,
 ) -> SyncNode[P, R]: ...
 def create_llm_node(
     impl: Callable[..., Any],
@@ -571,7 +718,8 @@ def create_llm_node(
     name: str,
     timeout: float | None = None,
     breaker: bool = False,
-    capture_errors: bool = True,
+    on_error: OnError = _CAPTURE,
+    capture_errors: bool | None = None,
 ) -> AsyncNode[..., Any] | SyncNode[..., Any]:
     """A node under `Policy.llm`, optionally with a breaker and a per-attempt timeout."""
     return _preset_node(
@@ -580,7 +728,7 @@ def create_llm_node(
         name=name,
         timeout=timeout,
         breaker=breaker,
-        capture_errors=capture_errors,
+        on_error=_resolve_on_error(on_error, capture_errors),
     )
 
 
@@ -591,7 +739,8 @@ def create_tool_node(  # type: ignore[overload-overlap]
     name: str,
     timeout: float | None = ...,
     breaker: bool = ...,
-    capture_errors: bool = ...,
+    on_error: OnError = ...,
+    capture_errors: bool | None = ...,
 ) -> AsyncNode[P, R]: ...
 @overload
 def create_tool_node(
@@ -600,7 +749,8 @@ def create_tool_node(
     name: str,
     timeout: float | None = ...,
     breaker: bool = ...,
-    capture_errors: bool = ...,
+    on_error: OnError = ...,
+    capture_errors: bool | None = ...,
 ) -> SyncNode[P, R]: ...
 def create_tool_node(
     impl: Callable[..., Any],
@@ -608,7 +758,8 @@ def create_tool_node(
     name: str,
     timeout: float | None = None,
     breaker: bool = False,
-    capture_errors: bool = True,
+    on_error: OnError = _CAPTURE,
+    capture_errors: bool | None = None,
 ) -> AsyncNode[..., Any] | SyncNode[..., Any]:
     """A node under `Policy.tool`, optionally with a breaker and a per-attempt timeout."""
     return _preset_node(
@@ -617,5 +768,5 @@ def create_tool_node(
         name=name,
         timeout=timeout,
         breaker=breaker,
-        capture_errors=capture_errors,
+        on_error=_resolve_on_error(on_error, capture_errors),
     )

@@ -9,6 +9,7 @@ behaviour; the wrapped runs must match it.
 
 from __future__ import annotations
 
+import inspect
 import operator
 import uuid
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypedDict
 
 import pytest
 from langchain_core.runnables import RunnableConfig  # noqa: TC002 - LangGraph reads hints
+from langgraph.cache.memory import InMemoryCache
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.config import get_store, get_stream_writer
 from langgraph.errors import InvalidUpdateError
@@ -24,9 +26,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime  # noqa: TC002
 from langgraph.store.base import BaseStore  # noqa: TC002
 from langgraph.store.memory import InMemoryStore
-from langgraph.types import Command, RetryPolicy, StreamWriter, interrupt
+from langgraph.types import CachePolicy, Command, RetryPolicy, Send, StreamWriter, interrupt
 
-from resilient_nodes import Policy, create_node
+from resilient_nodes import ErrorCode, GraphState, NodeTimeoutError, Policy, create_node
 from resilient_nodes.testing import no_backoff
 
 if TYPE_CHECKING:
@@ -59,7 +61,7 @@ def wrap(mode: str) -> Iterator[Callable[[Any, str], Any]]:
         policy = Policy.retry(attempts=2)
         if mode == "wrapped_timeout":
             policy = policy | Policy.timeout(30)
-        return create_node(impl, name=name, policy=policy, capture_errors=False)
+        return create_node(impl, name=name, policy=policy, on_error="raise")
 
     with no_backoff():
         yield make
@@ -366,3 +368,308 @@ def test_a_task_takes_a_policy(mode: str) -> None:
     with no_backoff():
         assert workflow.invoke("a", _thread()) == "A"
     assert failures == []
+
+
+# --- failures: interrupts, resume, error_handler, cache, no errors channel ---------
+
+
+class ErrState(TypedDict, total=False):
+    """A state with a place for captured failures."""
+
+    log: Annotated[list[Any], operator.add]
+    errors: Annotated[list[Any], operator.add]
+
+
+def _single(node: Any, state: type = ErrState, **options: Any) -> StateGraph[Any]:
+    builder: StateGraph[Any] = StateGraph(state)
+    builder.add_node("n", node, **options)
+    builder.add_edge(START, "n")
+    return builder
+
+
+@pytest.mark.parametrize("on_error", ["capture", "raise"])
+def test_an_interrupt_is_asked_once_across_retries(mode: str, on_error: str) -> None:
+    """A node that asked the human, then failed transiently, needs one resume, not two."""
+    failures = [ConnectionError("reset")]
+    answers: list[Any] = []
+
+    def ask_then_call(state: ErrState) -> ErrState:
+        answers.append(interrupt("approve?"))
+        if failures:
+            raise failures.pop()
+        return {"log": [answers[-1]]}
+
+    if mode == "plain":
+        builder = _single(
+            ask_then_call, retry_policy=RetryPolicy(max_attempts=2, initial_interval=0.001)
+        )
+    else:
+        policy = Policy.retry(attempts=2)
+        if mode == "wrapped_timeout":
+            policy = policy | Policy.timeout(30)
+        builder = _single(
+            create_node(ask_then_call, name="n", policy=policy, on_error=on_error)  # type: ignore[arg-type]
+        )
+    graph = builder.compile(checkpointer=InMemorySaver())
+    config = _thread()
+    with no_backoff():
+        assert graph.invoke({"log": []}, config)["__interrupt__"][0].value == "approve?"
+        assert graph.invoke(Command(resume="yes"), config) == {"log": ["yes"], "errors": []}
+    assert answers == ["yes", "yes"]
+    assert graph.get_state(config).next == ()
+
+
+def test_a_raised_failure_resumes_from_the_checkpoint(wrap: Callable[[Any, str], Any]) -> None:
+    """on_error="raise": the failed node is still next, and ``invoke(None)`` reruns it."""
+    down = [True]
+
+    def call(state: ErrState) -> ErrState:
+        if down[0]:
+            raise ValueError("dependency down")
+        return {"log": ["done"]}
+
+    graph = _single(wrap(call, "n")).compile(checkpointer=InMemorySaver())
+    config = _thread()
+    with pytest.raises(ValueError, match="dependency down"):
+        graph.invoke({"log": []}, config)
+    snapshot = graph.get_state(config)
+    assert snapshot.next == ("n",)
+    assert "dependency down" in str(snapshot.tasks[0].error)
+    down[0] = False
+    assert graph.invoke(None, config) == {"log": ["done"], "errors": []}
+
+
+@pytest.mark.skipif(
+    "error_handler" not in inspect.signature(StateGraph.add_node).parameters,
+    reason="this LangGraph has no error_handler=",
+)
+def test_langgraphs_error_handler_fires(wrap: Callable[[Any, str], Any]) -> None:
+    """on_error="raise": ``add_node(..., error_handler=...)`` gets the failure."""
+
+    def call(state: ErrState) -> ErrState:
+        raise ValueError("no luck")
+
+    # LangGraph injects ``error`` by its annotation, which must read "NodeError".
+    def handler(state: ErrState, error: NodeError) -> ErrState:  # noqa: F821
+        return {"log": [f"handled {type(error.error).__name__}"]}
+
+    graph = _single(wrap(call, "n"), error_handler=handler).compile()
+    assert graph.invoke({"log": []})["log"] == ["handled ValueError"]
+
+
+def test_a_captured_failure_is_not_served_from_the_cache(mode: str) -> None:
+    """With ``cache_policy``, a captured failure reruns the node next time; a result is cached."""
+    outcomes: list[Exception | None] = [ConnectionError("reset"), None]
+    calls = 0
+
+    def call(state: ErrState) -> ErrState:
+        nonlocal calls
+        calls += 1
+        error = outcomes.pop(0) if outcomes else None
+        if error is not None:
+            raise error
+        return {"log": ["ok"]}
+
+    node = call if mode == "plain" else create_node(call, name="n")
+    graph = _single(node, cache_policy=CachePolicy()).compile(cache=InMemoryCache())
+    if mode == "plain":
+        with pytest.raises(ConnectionError):
+            graph.invoke({"log": []})
+    else:
+        chunks = list(graph.stream({"log": []}, stream_mode=["updates", "tasks"]))
+        (update,) = [chunk for kind, chunk in chunks if kind == "updates"]
+        (record,) = update["n"]["errors"]
+        assert record["error_type"] == "ConnectionError"
+        # The task stream shows the failure beside the update, as for any failed task.
+        (finished,) = [c for kind, c in chunks if kind == "tasks" and "result" in c]
+        assert isinstance(finished["error"], ConnectionError)
+        assert finished["result"] == {"errors": [record]}
+    assert graph.invoke({"log": []})["log"] == ["ok"]
+    assert graph.invoke({"log": []})["log"] == ["ok"]
+    assert calls == 2
+
+
+class Messages(TypedDict):
+    """Like ``MessagesState``: no ``errors`` key."""
+
+    messages: Annotated[list[str], operator.add]
+
+
+def test_a_state_without_errors_raises_instead_of_dropping(mode: str) -> None:
+    """A state type without an ``errors`` key: capture raises, as plain does."""
+
+    def call(state: Messages) -> Messages:
+        raise ValueError("lost?")
+
+    node = call if mode == "plain" else create_node(call, name="n")
+    with pytest.raises(ValueError, match="lost"):
+        _single(node, Messages).compile().invoke({"messages": []})
+
+
+def test_on_error_routes_a_command_only_node(mode: str) -> None:
+    """A node that routes only by Command sends its failure somewhere with a handler."""
+
+    def route(state: ErrState) -> Command[Literal["done", "fallback"]]:
+        raise ValueError("router broke")
+
+    def to_fallback(record: Any, state: Any) -> Command[Literal["fallback"]]:
+        return Command(goto="fallback", update={"log": [record["code"]]})
+
+    builder: StateGraph[Any] = StateGraph(ErrState)
+    if mode == "plain":
+        builder.add_node("route", route)
+    else:
+        builder.add_node("route", create_node(route, name="route", on_error=to_fallback))
+    builder.add_node("done", lambda state: {"log": ["done"]})
+    builder.add_node("fallback", lambda state: {"log": ["fallback"]})
+    builder.add_edge(START, "route")
+    graph = builder.compile()
+    edges = {(edge.source, edge.target) for edge in graph.get_graph().edges}
+    assert {("route", "done"), ("route", "fallback")} <= edges
+    if mode == "plain":
+        with pytest.raises(ValueError, match="router broke"):
+            graph.invoke({"log": []})
+    else:
+        assert graph.invoke({"log": []})["log"] == ["VALIDATION_FAILED", "fallback"]
+
+
+def test_a_send_branchs_record_says_which_branch(mode: str) -> None:
+    """Each ``Send`` branch is its own task; a captured record names its index and task."""
+
+    def fan_out(state: ErrState) -> list[Send]:
+        return [Send("work", {"log": [str(i)]}) for i in range(3)]
+
+    def work(state: ErrState) -> ErrState:
+        if state["log"] == ["1"]:
+            raise ValueError("branch 1 broke")
+        return {"log": state["log"]}
+
+    builder: StateGraph[Any] = StateGraph(ErrState)
+    builder.add_node("work", work if mode == "plain" else create_node(work, name="work"))
+    builder.add_conditional_edges(START, fan_out, ["work"])
+    graph = builder.compile(checkpointer=InMemorySaver())
+    config = _thread()
+    if mode == "plain":
+        with pytest.raises(ValueError, match="branch 1"):
+            graph.invoke({"log": []}, config)
+        return
+    result = graph.invoke({"log": []}, config)
+    assert sorted(result["log"]) == ["0", "2"]
+    (record,) = result["errors"]
+    assert record["details"]["branch"]["send_index"] == 1
+    assert (
+        str(uuid.UUID(record["details"]["branch"]["task_id"]))
+        == (record["details"]["branch"]["task_id"])
+    )
+
+
+# --- timeouts: LangGraph's and ours --------------------------------------------------
+
+
+@pytest.mark.skipif(
+    "timeout" not in inspect.signature(StateGraph.add_node).parameters,
+    reason="this LangGraph has no node timeout=",
+)
+@pytest.mark.anyio
+async def test_langgraphs_node_timeout_still_applies(mode: str) -> None:
+    """``add_node(..., timeout=)`` cuts an async node off with LangGraph's NodeTimeoutError."""
+    import anyio
+    from langgraph.errors import NodeTimeoutError as LangGraphNodeTimeoutError
+
+    async def slow(state: ErrState) -> ErrState:
+        await anyio.sleep(10)
+        return {}
+
+    node = slow if mode == "plain" else create_node(slow, name="n", on_error="raise")
+    graph = _single(node, timeout=0.05).compile()
+    with pytest.raises(LangGraphNodeTimeoutError):
+        await graph.ainvoke({"log": []})
+
+
+@pytest.mark.anyio
+async def test_our_timeout_is_our_node_timeout_error(mode: str) -> None:
+    """``Policy.timeout`` raises resilient_nodes' NodeTimeoutError (also a TimeoutError)."""
+    import anyio
+
+    async def slow(state: ErrState) -> ErrState:
+        await anyio.sleep(10)
+        return {}
+
+    if mode == "plain":
+        pytest.skip("a plain node has no policy timeout")
+    node = create_node(slow, name="n", policy=Policy.timeout(0.05), on_error="raise")
+    with pytest.raises(NodeTimeoutError) as caught:
+        await _single(node).compile().ainvoke({"log": []})
+    assert isinstance(caught.value, TimeoutError)
+
+
+# --- streaming and tracing -----------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_stream_and_callbacks_see_retries_and_contained_failures(mode: str) -> None:
+    """Custom stream chunks mark each new attempt and a captured failure; so do callbacks.
+
+    A plain node (retried by LangGraph) streams its chunks only; with a contained
+    failure it would raise, which consumers see as an error.
+    """
+    failures: list[Exception] = []
+
+    async def flaky(state: ErrState, *, writer: StreamWriter) -> ErrState:
+        writer({"token": "partial"})
+        if failures:
+            raise failures.pop(0)
+        return {"log": ["ok"]}
+
+    if mode == "plain":
+        node: Any = flaky
+        options: dict[str, Any] = {"retry_policy": RetryPolicy(initial_interval=0.001)}
+    else:
+        node = create_node(flaky, name="n", policy=Policy.retry(attempts=2))
+        options = {}
+    graph = _single(node, **options).compile()
+    failures[:] = [ConnectionError("one")]
+    with no_backoff():
+        chunks = [c async for c in graph.astream({"log": []}, stream_mode="custom")]
+    started = {"event": "resilient_nodes.attempt_started", "node": "n", "attempt": 2}
+    expected = [{"token": "partial"}] * 2
+    assert chunks == (expected if mode == "plain" else [expected[0], started, expected[1]])
+    if mode == "plain":
+        return
+
+    failures[:] = [ConnectionError("one"), ConnectionError("two")]
+    with no_backoff():
+        events = [e async for e in graph.astream_events({"log": []}, version="v2")]
+    (failed,) = [e for e in events if e["event"] == "on_custom_event"]
+    assert failed["name"] == "resilient_nodes.node_failed"
+    assert failed["data"]["node"] == "n"
+    assert failed["data"]["record"]["code"] == ErrorCode.RETRY_EXHAUSTED.value
+
+    failures[:] = [ConnectionError("one"), ConnectionError("two")]
+    with no_backoff():
+        chunks = [c async for c in graph.astream({"log": []}, stream_mode="custom")]
+    last = chunks.pop()
+    assert chunks == [expected[0], started, expected[1]]
+    assert last["event"] == "resilient_nodes.node_failed"
+    assert last["record"]["attempts"] == 2
+
+
+def test_a_graph_state_subclass_captures(mode: str) -> None:
+    """The library's GraphState has ``errors``: capture records there (plain raises)."""
+
+    class Story(GraphState, total=False):
+        text: str
+
+    def write(state: Story) -> Story:
+        raise ValueError("writer's block")
+
+    node = write if mode == "plain" else create_node(write, name="write")
+    builder: StateGraph[Any] = StateGraph(Story)
+    builder.add_node("write", node)
+    builder.add_edge(START, "write")
+    if mode == "plain":
+        with pytest.raises(ValueError, match="block"):
+            builder.compile().invoke({"text": ""})
+        return
+    (record,) = builder.compile().invoke({"text": ""})["errors"]
+    assert record["node"] == "write"

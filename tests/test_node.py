@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import operator
 import pickle
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 import anyio
 import anyio.lowlevel
@@ -204,21 +205,21 @@ async def test_a_total_timeout_logs_the_attempt_it_cut_short() -> None:
 
 
 def test_capture_off_propagates_the_original() -> None:
-    """With capture_errors=False the original exception propagates unchanged."""
+    """With on_error="raise" the original exception propagates unchanged."""
     boom = RuntimeError("boom")
 
     def impl(state: dict[str, Any]) -> dict[str, Any]:
         raise boom
 
     with pytest.raises(RuntimeError) as caught:
-        create_node(impl, name="n", capture_errors=False)({})
+        create_node(impl, name="n", on_error="raise")({})
     assert caught.value is boom
 
 
 @pytest.mark.parametrize("value", ["a string", 42, ["x"], object()])
 def test_any_result_passes_through_for_langgraph_to_judge(value: object) -> None:
     """What the impl returns is returned as is: a root channel takes any value."""
-    assert create_node(lambda state: value, name="shape", capture_errors=False)({}) is value
+    assert create_node(lambda state: value, name="shape", on_error="raise")({}) is value
 
 
 def test_none_and_command_results_are_updates() -> None:
@@ -321,7 +322,7 @@ def test_cancel_token_already_set_sync_node() -> None:
     assert calls == 0
     assert update["errors"][0]["code"] == ErrorCode.CANCELLED.value
     with pytest.raises(NodeCancellationError):
-        create_node(impl, name="n", capture_errors=False)(
+        create_node(impl, name="n", on_error="raise")(
             {}, config={"configurable": {"cancel_token": token}}
         )
 
@@ -457,12 +458,10 @@ def test_config_goes_only_to_a_parameter_named_config_or_a_required_second() -> 
         return {"limit": limit}
 
     config = {"configurable": {"k": 1}}
-    assert create_node(keyword_only, name="kw", capture_errors=False)({}, config=config) == {
+    assert create_node(keyword_only, name="kw", on_error="raise")({}, config=config) == {
         "got": config
     }
-    assert create_node(own_option, name="opt", capture_errors=False)({}, config=config) == {
-        "limit": 10
-    }
+    assert create_node(own_option, name="opt", on_error="raise")({}, config=config) == {"limit": 10}
 
 
 def test_a_state_whose_story_id_raises_is_handled_and_leaves_no_context() -> None:
@@ -515,7 +514,7 @@ async def test_a_runnable_node_has_both_paths_and_one_breaker(anyio_backend: str
         RunnableLambda(boom, name="boom"),
         name="remote",
         policy=Policy.breaker(failure_threshold=2),
-        capture_errors=False,
+        on_error="raise",
     )
     assert node.name == "remote"
     assert node.policy == Policy.breaker(failure_threshold=2)
@@ -532,3 +531,97 @@ def test_a_non_runnable_keeps_the_config_error() -> None:
     """Something neither callable nor a Runnable is still a ConfigError naming the node."""
     with pytest.raises(ConfigError, match=r"nodes\.n\.impl"):
         create_node(3, name="n")  # type: ignore[call-overload]
+
+
+class WithoutErrors(TypedDict):
+    """A state type with no ``errors`` key (like LangGraph's ``MessagesState``)."""
+
+    text: str
+
+
+class WithErrors(TypedDict, total=False):
+    """A state type with an ``errors`` key."""
+
+    text: str
+    errors: Annotated[list[Any], operator.add]
+
+
+def _boom(state: Any) -> Any:
+    raise ValueError("boom")
+
+
+def test_on_error_must_be_capture_raise_or_callable() -> None:
+    """A misspelt on_error is a ConfigError naming the node's on_error."""
+    with pytest.raises(ConfigError, match=r"nodes\.n\.on_error"):
+        create_node(_boom, name="n", on_error="ignore")  # type: ignore[call-overload]
+
+
+def test_capture_errors_still_works_with_a_deprecation_warning() -> None:
+    """capture_errors=True/False map to on_error capture/raise, with a warning."""
+    with pytest.warns(DeprecationWarning, match='on_error="capture"'):
+        captured = create_node(_boom, name="n", capture_errors=True)
+    assert captured.on_error == "capture"
+    assert captured({})["errors"][0]["error_type"] == "ValueError"
+    with pytest.warns(DeprecationWarning, match="capture_errors"):
+        raising = create_simple_node(_boom, name="n", capture_errors=False)
+    assert raising.on_error == "raise"
+    with pytest.raises(ValueError, match="boom"):
+        raising({})
+    with pytest.warns(DeprecationWarning, match="node.on_error"):
+        assert raising.capture_errors is False
+    with (
+        pytest.warns(DeprecationWarning, match="capture_errors"),
+        pytest.raises(ConfigError, match="not both"),
+    ):
+        create_node(_boom, name="n", on_error="raise", capture_errors=True)
+
+
+def test_capture_raises_when_the_state_type_has_no_errors_key() -> None:
+    """A failure LangGraph would drop (no ``errors`` key in the state type) is raised."""
+
+    def without(state: WithoutErrors) -> None:
+        raise ValueError("nowhere to put it")
+
+    def with_errors(state: WithErrors) -> None:
+        raise ValueError("recorded")
+
+    with capture_logs() as logs, pytest.raises(ValueError, match="nowhere"):
+        create_node(without, name="n")({"text": ""})
+    assert logs[-1]["captured"] is False
+    assert create_node(with_errors, name="m")({"text": ""})["errors"][0]["node"] == "m"
+
+
+def test_a_callable_on_error_gets_the_record_and_the_state() -> None:
+    """on_error=callable returns what the handler makes of (record, state)."""
+    seen: list[Any] = []
+
+    def handler(record: Any, state: Any) -> dict[str, Any]:
+        seen.append((record["error_type"], record["node"], state))
+        return {"fallback": True}
+
+    assert create_node(_boom, name="n", on_error=handler)({"x": 1}) == {"fallback": True}
+    assert seen == [("ValueError", "n", {"x": 1})]
+
+
+@pytest.mark.anyio
+async def test_an_async_on_error_handler_is_awaited() -> None:
+    """An async node awaits an async handler."""
+
+    async def boom(state: Any) -> Any:
+        raise ValueError("boom")
+
+    async def handler(record: Any, state: Any) -> dict[str, Any]:
+        await anyio.lowlevel.checkpoint()
+        return {"code": record["code"]}
+
+    assert await create_node(boom, name="n", on_error=handler)({}) == {"code": "VALIDATION_FAILED"}
+
+
+def test_a_failing_handler_propagates_its_own_error() -> None:
+    """The handler's own error is not swallowed."""
+
+    def handler(record: Any, state: Any) -> Any:
+        raise KeyError("handler broke")
+
+    with pytest.raises(KeyError, match="handler broke"):
+        create_node(_boom, name="n", on_error=handler)({})

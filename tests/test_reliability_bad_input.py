@@ -121,7 +121,9 @@ def test_any_result_passes_through_for_langgraph_to_judge(result: Any, capture: 
         calls += 1
         return result
 
-    node = create_node(impl, name="n", policy=Policy.llm(), capture_errors=capture)
+    node = create_node(
+        impl, name="n", policy=Policy.llm(), on_error="capture" if capture else "raise"
+    )
     assert node({}) is result
     assert calls == 1
 
@@ -232,7 +234,9 @@ def test_hostile_exceptions_never_crash_the_error_path(make: Any, capture: bool)
         raise error
 
     policy = Policy.llm(attempts=2) | Policy.breaker() | Policy.timeout(5)
-    node = create_node(impl, name="hostile", policy=policy, capture_errors=capture)
+    node = create_node(
+        impl, name="hostile", policy=policy, on_error="capture" if capture else "raise"
+    )
     with no_backoff(), capture_logs() as logs:
         if capture:
             (record,) = node({"story_id": "s"})["errors"]
@@ -264,7 +268,7 @@ def test_capture_off_propagates_the_identical_object_through_every_layer() -> No
         raise original
 
     policy = Policy.retry(retry_on=ConnectionError) | Policy.breaker() | Policy.timeout(5)
-    node = create_node(impl, name="same", policy=policy, capture_errors=False)
+    node = create_node(impl, name="same", policy=policy, on_error="raise")
     with pytest.raises(UnprintableError) as raised:
         node({})
     assert raised.value is original

@@ -28,7 +28,7 @@ from resilient_nodes import (
     create_tool_node,
 )
 from resilient_nodes._breaker import NodeCircuitBreaker
-from resilient_nodes._node import AsyncNode, SyncNode
+from resilient_nodes._node import AsyncNode, OnError, SyncNode
 
 ErrorUpdate = dict[str, list[Any]]
 P = ParamSpec("P")
@@ -161,7 +161,7 @@ def check_node_properties() -> None:
     assert_type(node.name, str)
     assert_type(node.policy, Policy)
     assert_type(node.breaker, NodeCircuitBreaker | None)
-    assert_type(node.capture_errors, bool)
+    assert_type(node.on_error, OnError)
 
 
 # --- what LangGraph injects, and Command returns --------------------------------------
