@@ -189,14 +189,43 @@ class PendingContext:
     through the shared object, as they must.
     """
 
-    __slots__ = ("_built", "_config", "attempt", "name")
+    __slots__ = ("_built", "_config", "_threads", "attempt", "name")
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, name: str, config: Mapping[str, Any] | None) -> None:
         self.name = name
         self._config = config
         self._built: ExecutionContext | None = None
+        self._threads: dict[int, int] | None = None
         self.attempt = 1
+
+    def enter_attempt(self) -> int:
+        """The running thread runs the attempt that starts now; returns its number.
+
+        An attempt past its timeout keeps running in its thread while the next one
+        starts, and both see this object: the thread keeps the number it entered
+        with (`attempt_here`) until `exit_attempt`.
+        """
+        attempt = self.attempt
+        threads = self._threads
+        if threads is None:
+            threads = self._threads = {}
+        threads[threading.get_ident()] = attempt
+        return attempt
+
+    def exit_attempt(self) -> None:
+        """The running thread's attempt is over."""
+        if self._threads:
+            self._threads.pop(threading.get_ident(), None)
+
+    def attempt_here(self) -> int:
+        """The attempt the running thread runs: its own, else the latest started."""
+        threads = self._threads
+        if threads:
+            own = threads.get(threading.get_ident())
+            if own is not None:
+                return own
+        return self.attempt
 
     @property
     def config(self) -> Mapping[str, Any] | None:
@@ -259,11 +288,13 @@ def current_context() -> ExecutionContext | None:
     Its ``attempt`` is the attempt running now, also outside the retry layer
     (in a timeout around the retry, or its ``on_timeout``): the node call's own
     context is built once, and the call counts the attempts the retry started.
+    An attempt abandoned by its timeout, still running in its thread, keeps its
+    own number.
     """
     context = _current.get()
     if isinstance(context, PendingContext):
         built = context.resolve()
-        attempt = context.attempt
+        attempt = context.attempt_here()
         return built if built.attempt == attempt else built.with_attempt(attempt)
     return context
 

@@ -14,6 +14,7 @@ LangGraph guard them.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import sys
 from collections.abc import Mapping
@@ -44,11 +45,13 @@ __all__ = [
     "NODE_FAILED",
     "ambient_config",
     "dispatch_failure",
+    "gate_writes",
     "is_runnable",
     "reset_interrupt_counter",
     "runnable_node",
     "runnable_steps",
     "send_branch",
+    "set_ambient_config",
     "stream_event",
     "write_captured",
 ]
@@ -66,6 +69,7 @@ _SEND = "__pregel_send"  # CONFIG_KEY_SEND: appends (channel, value) writes to t
 _SCRATCHPAD = "__pregel_scratchpad"  # CONFIG_KEY_SCRATCHPAD: the task's PregelScratchpad
 _ERROR = "__error__"  # ERROR: the reserved channel of a task's failure
 _PUSH = "__pregel_push"  # PUSH: the first item of a Send task's langgraph_path
+_RUNTIME = "__pregel_runtime"  # CONFIG_KEY_RUNTIME: the task's Runtime (stream_writer...)
 
 _CONFIG_MODULE = "langchain_core.runnables.config"
 _RUNNABLE_MODULE = "langchain_core.runnables.base"
@@ -282,3 +286,70 @@ def write_captured(config: Mapping[str, Any] | None, update: Any, error: BaseExc
         return False  # a functional-API task (its path holds its caller's): see above
     send([*update.items(), (_ERROR, error)])
     return True
+
+
+class _Gated:
+    """A write function that writes only while its attempt is the live one."""
+
+    __slots__ = ("live", "write")
+
+    def __init__(self, write: Callable[..., Any], live: Callable[[], bool]) -> None:
+        self.write = write
+        self.live = live
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        if self.live():
+            self.write(*args, **kwargs)
+
+
+def _gated_runtime(runtime: Any, live: Callable[[], bool]) -> Any:
+    writer = getattr(runtime, "stream_writer", None)
+    if writer is None or not dataclasses.is_dataclass(runtime):
+        return runtime
+    return dataclasses.replace(runtime, stream_writer=_Gated(writer, live))  # type: ignore[type-var]
+
+
+def gate_writes(
+    config: Mapping[str, Any] | None, kwargs: dict[str, Any], live: Callable[[], bool]
+) -> Mapping[str, Any] | None:
+    """What one attempt writes through goes only while *live()* says it is live.
+
+    An attempt abandoned by its timeout runs on in its thread; without this it
+    would keep writing into the graph's custom stream (the ``writer`` argument,
+    ``runtime.stream_writer``, ``get_stream_writer()``) and its state (the
+    task's private send function, ``CONFIG_KEY_SEND``, which ``interrupt()``
+    uses too) between the next attempt's writes. Patches *kwargs* in place and
+    returns the config to make current in the attempt's thread (the
+    ``Runtime`` is a dataclass, replaced with ``dataclasses.replace``).
+    """
+    configurable = _configurable(config)
+    patch: dict[str, Any] = {}
+    send = configurable.get(_SEND)
+    if send is not None:
+        patch[_SEND] = _Gated(send, live)
+    runtime = configurable.get(_RUNTIME)
+    if runtime is not None:
+        runtime = patch[_RUNTIME] = _gated_runtime(runtime, live)
+    writer = kwargs.get("writer")
+    if callable(writer):
+        kwargs["writer"] = _Gated(writer, live)
+    if kwargs.get("runtime") is not None:
+        kwargs["runtime"] = (
+            runtime if runtime is not None else _gated_runtime(kwargs["runtime"], live)
+        )
+    if not patch or config is None:
+        return config
+    gated = {**config, _CONF: {**configurable, **patch}}
+    if "config" in kwargs:
+        kwargs["config"] = gated
+    return gated
+
+
+def set_ambient_config(config: Mapping[str, Any]) -> Callable[[], None]:
+    """Make *config* the running task's config in this context; returns the undo."""
+    module = sys.modules.get(_CONFIG_MODULE)
+    if module is None:
+        return lambda: None
+    var = module.var_child_runnable_config
+    token = var.set(config)
+    return lambda: var.reset(token)

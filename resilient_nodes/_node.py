@@ -38,12 +38,14 @@ unchanged and are never recorded.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import time
 import typing
 import warnings
 from collections.abc import Callable, Coroutine, Mapping
+from contextvars import ContextVar
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -145,6 +147,21 @@ def _presented_hints(impl: Callable[..., Any]) -> dict[str, Any]:
     return {}
 
 
+def _discovery_target(impl: Callable[..., Any]) -> Callable[..., Any]:
+    """The node's ``__wrapped__``: where LangGraph would look for the impl's subgraphs.
+
+    LangGraph's ``get_function_nonlocals`` follows ``__func__`` and then one
+    level of ``__wrapped__``, and reads that function's closure and globals. For
+    the node it reads ``node.__wrapped__`` and stops there, so that must be what it
+    reaches from the impl: the impl's own ``__wrapped__`` when it has one (a
+    decorated function), else the impl. The signature is the impl's exactly
+    (``__signature__``), and type hints resolve in the globals at the end of the
+    chain, which both share.
+    """
+    wrapped = getattr(getattr(impl, "__func__", impl), "__wrapped__", None)
+    return wrapped if callable(wrapped) else impl
+
+
 def _story_id(args: tuple[Any, ...]) -> object:
     """The state's ``story_id`` for the logs; never raises (a state may be anything)."""
     if not args:
@@ -174,15 +191,19 @@ class _NodeCall(PendingContext):
     object a call keeps alive is more work for the garbage collector.
     """
 
-    __slots__ = ("started", "story_id", "token")
+    __slots__ = ("live", "started", "story_id", "token")
 
     def __init__(self, name: str, config: Mapping[str, Any] | None, story_id: object) -> None:
         super().__init__(name, config)
         self.story_id = story_id
         self.token: Token[Any] = activate(self)
         self.started = time.perf_counter()
+        # The attempt whose writes may reach the graph (`_guard`): 0 between
+        # attempts, -1 once the call is over.
+        self.live = 0
 
     def close(self) -> None:
+        self.live = -1
         deactivate(self.token)
 
     def start_attempt(self, attempt: int, /) -> None:
@@ -219,6 +240,7 @@ class _NodeShell:
         "_breakers",
         "_config_at",
         "_errors_slot",
+        "_guarded",
         "_log",
         "_log_levels",
         "_on_error",
@@ -251,8 +273,10 @@ class _NodeShell:
         self.name = name
         self.__name__ = name
         self.__qualname__ = name
-        self.__wrapped__ = impl
+        self.__wrapped__ = _discovery_target(impl)
         self.__annotations__ = _presented_hints(impl)
+        with contextlib.suppress(TypeError, ValueError):  # no signature: LangGraph reads none
+            self.__signature__ = inspect.signature(impl)
         if on_error not in (_CAPTURE, _RAISE) and not callable(on_error):
             raise ConfigError(
                 [
@@ -268,7 +292,8 @@ class _NodeShell:
         # failure to capture (a forward reference may resolve only after wrapping).
         self._errors_slot: bool | None = None
         self._takes_config, self._config_at = _config_parameter(impl)
-        self._pipeline, self._breakers = pipeline or build_pipeline(policy, impl, name)
+        self._guarded = _needs_guard(policy, impl)
+        self._pipeline, self._breakers = pipeline or _build(policy, impl, name)
         # Bound lazily on the first call, not here: nodes are often built at import
         # time, before the application configures structlog.
         self._log: Any = None
@@ -459,6 +484,7 @@ class SyncNode(_NodeShell, Generic[P, R]):
             """Run the node; returns the impl's update (or the error update)."""
             config = self._config(args, kwargs)
             call = self._begin(args, config)
+            running = _call_var.set(call) if self._guarded else None
             try:
                 cancel_token = _cancel_token(config)
                 if cancel_token is None:
@@ -483,6 +509,8 @@ class SyncNode(_NodeShell, Generic[P, R]):
                 return result
             finally:
                 call.close()
+                if running is not None:
+                    _call_var.reset(running)
 
 
 class AsyncNode(_NodeShell, Generic[P, R]):
@@ -527,27 +555,102 @@ class AsyncNode(_NodeShell, Generic[P, R]):
                 call.close()
 
 
-def _shared_breaker_pipeline(
-    policy: Policy, fn: Callable[..., Any], name: str, breakers: tuple[NodeCircuitBreaker, ...]
-) -> Callable[..., Any]:
-    """*policy* around *fn*, reusing *breakers* (made by `build_pipeline`) in order.
+_call_var: ContextVar[_NodeCall | None] = ContextVar("resilient_nodes_call", default=None)
 
-    The two paths of a Runnable node are one node: one breaker must count both.
+
+def _needs_guard(policy: Policy, impl: Callable[..., Any]) -> bool:
+    """Whether an attempt can outlive its turn: a sync impl under a timeout.
+
+    Its timeout abandons the attempt's worker thread (a thread cannot be
+    killed), which runs on while the next attempt starts or the node returns.
     """
-    remaining = list(breakers)
-    wrapped: Callable[..., Any] = fn
+    return not is_async_callable(impl) and any(layer.kind == "timeout" for layer in policy.layers)
+
+
+def _guard(impl: Callable[..., Any], config_at: int | None) -> Callable[..., Any]:
+    """Run each attempt of *impl* so that, once abandoned, it writes nothing to the graph.
+
+    Innermost, in the attempt's own thread: the thread remembers its attempt
+    number (`PendingContext.enter_attempt`, for `current_context`), and what the
+    attempt writes through (stream writer, runtime, config, the task's send
+    function) is gated on the attempt still being the call's live one.
+    """
+
+    @functools.wraps(impl)
+    def attempt(*args: Any, **kwargs: Any) -> Any:
+        call = _call_var.get()
+        if call is None:  # the pipeline called outside a node call
+            return impl(*args, **kwargs)
+        number = call.live = call.enter_attempt()
+        config = _langgraph.gate_writes(call.config, kwargs, lambda: call.live == number)
+        if config_at is not None and len(args) > config_at and args[config_at] is call.config:
+            args = (*args[:config_at], config, *args[config_at + 1 :])
+        restore = (
+            _langgraph.set_ambient_config(config)
+            if config is not None and config is not call.config
+            else None
+        )
+        try:
+            return impl(*args, **kwargs)
+        finally:
+            if restore is not None:
+                restore()
+            call.exit_attempt()
+
+    return attempt
+
+
+def _attempt_over(timed: Callable[..., Any]) -> Callable[..., Any]:
+    """Around a timeout layer: when it returns or raises, no attempt inside is live.
+
+    A timeout that fired leaves its attempt running: from here on nothing it
+    writes reaches the graph, also during the retry's backoff.
+    """
+
+    @functools.wraps(timed)
+    def over(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return timed(*args, **kwargs)
+        finally:
+            call = _call_var.get()
+            if call is not None and call.live > 0:
+                call.live = 0
+
+    return over
+
+
+def _build(
+    policy: Policy,
+    fn: Callable[..., Any],
+    name: str,
+    shared: tuple[NodeCircuitBreaker, ...] | None = None,
+) -> tuple[Callable[..., Any], tuple[NodeCircuitBreaker, ...]]:
+    """*policy* around *fn*, as `build_pipeline`, plus what a node needs.
+
+    A sync impl under a timeout gets `_guard` innermost and `_attempt_over`
+    around each timeout layer. *shared* breakers (made for the other path of a
+    Runnable node: one breaker counts both) are reused in order.
+    """
+    guarded = _needs_guard(policy, fn)
+    if not guarded and shared is None:
+        return build_pipeline(policy, fn, name)
+    remaining = list(shared or ())
+    made: list[NodeCircuitBreaker] = []
+    wrapped: Callable[..., Any] = _guard(fn, _config_parameter(fn)[1]) if guarded else fn
     for layer in reversed(policy.layers):
-        if layer.kind == "breaker":
+        if layer.kind == "breaker" and shared is not None:
             wrapped = wrap_breaker(wrapped, remaining.pop(0), name=name)
         else:
-            wrapped = layer.wrap(wrapped, name, [])
-    return wrapped
+            wrapped = layer.wrap(wrapped, name, made)
+        if guarded and layer.kind == "timeout":
+            wrapped = _attempt_over(wrapped)
+    return wrapped, shared if shared is not None else tuple(made)
 
 
 def _runnable_node(runnable: Any, name: str, policy: Policy, on_error: OnError) -> RunnableNode:
     invoke, ainvoke = _langgraph.runnable_steps(runnable)
-    sync_pipeline = build_pipeline(policy, invoke, name)
-    async_pipeline = _shared_breaker_pipeline(policy, ainvoke, name, sync_pipeline[1])
+    sync_pipeline = _build(policy, invoke, name)
+    async_pipeline = _build(policy, ainvoke, name, sync_pipeline[1])
     sync_node: SyncNode[..., Any] = SyncNode(
         invoke, name=name, policy=policy, on_error=on_error, pipeline=sync_pipeline
     )
@@ -556,7 +659,7 @@ def _runnable_node(runnable: Any, name: str, policy: Policy, on_error: OnError) 
         name=name,
         policy=policy,
         on_error=on_error,
-        pipeline=(async_pipeline, sync_pipeline[1]),
+        pipeline=async_pipeline,
     )
     return _langgraph.runnable_node(sync_node, async_node)
 

@@ -673,3 +673,66 @@ def test_a_graph_state_subclass_captures(mode: str) -> None:
         return
     (record,) = builder.compile().invoke({"text": ""})["errors"]
     assert record["node"] == "write"
+
+
+# --- abandoned attempts --------------------------------------------------------------
+
+
+def test_an_abandoned_attempt_writes_nothing_and_keeps_its_number(mode: str) -> None:
+    """A sync attempt past its timeout, still running, cannot write into the stream.
+
+    Attempt 1 overruns its timeout and is abandoned; it writes again while
+    attempt 2 runs. Only attempt 2's chunks reach the stream, and inside attempt 1
+    ``current_context().attempt`` stays 1. The plain run (no timeout, no retry)
+    shows LangGraph streams a node's chunks in order.
+    """
+    import threading
+
+    from resilient_nodes import current_context
+
+    second_started = threading.Event()
+    first_wrote = threading.Event()
+    first_saw: list[int] = []
+    calls = 0
+    if mode == "plain":
+        first_wrote.set()  # there is no first attempt to wait for
+
+    def slow_then_fast(state: ErrState, *, writer: StreamWriter) -> ErrState:
+        nonlocal calls
+        calls += 1
+        if mode != "plain" and calls == 1:
+            writer({"attempt": 1, "when": "before the timeout"})
+            second_started.wait(5)
+            context = current_context()
+            first_saw.append(context.attempt if context else 0)
+            writer({"attempt": 1, "when": "abandoned"})
+            get_stream_writer()({"attempt": 1, "when": "abandoned, ambient"})
+            first_wrote.set()
+            return {"log": ["one"]}
+        second_started.set()
+        first_wrote.wait(5)
+        writer({"attempt": calls})
+        return {"log": [str(calls)]}
+
+    if mode == "plain":
+        node: Any = slow_then_fast
+    else:
+        node = create_node(
+            slow_then_fast,
+            name="n",
+            policy=Policy.retry(attempts=2, retry_on=lambda error: True) | Policy.timeout(0.05),
+        )
+    graph = _single(node).compile()
+    with no_backoff():
+        chunks = list(graph.stream({"log": []}, stream_mode=["custom", "values"]))
+    custom = [chunk for kind, chunk in chunks if kind == "custom"]
+    if mode == "plain":
+        assert custom == [{"attempt": 1}]
+        return
+    assert first_saw == [1]
+    assert custom == [
+        {"attempt": 1, "when": "before the timeout"},
+        {"event": "resilient_nodes.attempt_started", "node": "n", "attempt": 2},
+        {"attempt": 2},
+    ]
+    assert chunks[-1] == ("values", {"log": ["2"], "errors": []})

@@ -66,6 +66,22 @@ def test_node_presents_the_impls_signature_and_hints() -> None:
     assert node.__name__ == "n"
 
 
+def test_node_leads_subgraph_discovery_where_the_impl_would() -> None:
+    """LangGraph follows one ``__wrapped__``: the node's is the impl's own, if it has one."""
+    import functools
+
+    def inner(state: dict[str, Any]) -> dict[str, Any]:
+        return state
+
+    @functools.wraps(inner)
+    def decorated(state: dict[str, Any]) -> dict[str, Any]:
+        return inner(state)
+
+    node = create_node(decorated, name="n")
+    assert node.__wrapped__ is inner
+    assert inspect.signature(node) == inspect.signature(decorated)
+
+
 def test_impl_may_take_config() -> None:
     """An impl with (state, config) receives the config; (state) does not."""
     seen: list[Any] = []
@@ -625,3 +641,55 @@ def test_a_failing_handler_propagates_its_own_error() -> None:
 
     with pytest.raises(KeyError, match="handler broke"):
         create_node(_boom, name="n", on_error=handler)({})
+
+
+def test_an_abandoned_attempt_cannot_write_state_or_stream_through_its_config() -> None:
+    """The task's send function and stream writer, as an attempt sees them, are gated.
+
+    LangGraph keeps them in the config (``__pregel_send``, the runtime's
+    ``stream_writer``): once its attempt is abandoned, a thread's writes go nowhere.
+    """
+    import dataclasses
+    import threading
+
+    from resilient_nodes import _langgraph
+
+    @dataclasses.dataclass
+    class FakeRuntime:
+        stream_writer: Any
+
+    sent: list[Any] = []
+    streamed: list[Any] = []
+    config = {
+        "configurable": {
+            "__pregel_send": sent.extend,
+            "__pregel_runtime": FakeRuntime(streamed.append),
+        }
+    }
+    second = threading.Event()
+    done = threading.Event()
+    seen: dict[int, Any] = {}
+
+    def impl(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+        attempt = current_context().attempt  # type: ignore[union-attr]
+        if attempt == 1:
+            second.wait(5)
+            seen[1] = (current_context().attempt, config)  # type: ignore[union-attr]
+            config["configurable"]["__pregel_send"]([("x", "late")])
+            config["configurable"]["__pregel_runtime"].stream_writer("late chunk")
+            done.set()
+            return {}
+        second.set()
+        done.wait(5)
+        config["configurable"]["__pregel_send"]([("x", "live")])
+        config["configurable"]["__pregel_runtime"].stream_writer("live chunk")
+        return {"ok": True}
+
+    policy = Policy.retry(attempts=2, retry_on=lambda error: True) | Policy.timeout(0.05)
+    node = create_node(impl, name="n", policy=policy, on_error="raise")
+    with no_backoff():
+        assert node({}, config) == {"ok": True}
+    assert seen[1][0] == 1
+    assert sent == [("x", "live")]
+    assert streamed == ["live chunk"]
+    del _langgraph
