@@ -241,6 +241,7 @@ class _NodeShell:
         "_config_at",
         "_errors_slot",
         "_guarded",
+        "_impl",
         "_log",
         "_log_levels",
         "_on_error",
@@ -273,6 +274,7 @@ class _NodeShell:
         self.name = name
         self.__name__ = name
         self.__qualname__ = name
+        self._impl = impl
         self.__wrapped__ = _discovery_target(impl)
         self.__annotations__ = _presented_hints(impl)
         with contextlib.suppress(TypeError, ValueError):  # no signature: LangGraph reads none
@@ -306,6 +308,19 @@ class _NodeShell:
     def policy(self) -> Policy:
         """The policy this node runs under."""
         return self._policy
+
+    if not TYPE_CHECKING:  # for mypy, a node has only the attributes it declares
+
+        def __getattr__(self, name: str) -> Any:
+            """The impl's own attributes (a callable object's state), read through the node.
+
+            Only names the node does not have, and no dunders: the protocols
+            LangGraph and ``inspect`` probe (``__func__``, ``__self__``...) are the
+            node's own, above.
+            """
+            if name.startswith("__") or name == "_impl":
+                raise AttributeError(name)
+            return getattr(self._impl, name)
 
     @property
     def breaker(self) -> NodeCircuitBreaker | None:

@@ -23,6 +23,7 @@ from langgraph.config import get_store, get_stream_writer
 from langgraph.errors import InvalidUpdateError
 from langgraph.func import entrypoint, task
 from langgraph.graph import END, START, StateGraph
+from langgraph.pregel import _retry as langgraph_retry
 from langgraph.runtime import Runtime  # noqa: TC002
 from langgraph.store.base import BaseStore  # noqa: TC002
 from langgraph.store.memory import InMemoryStore
@@ -400,6 +401,8 @@ def test_an_interrupt_is_asked_once_across_retries(mode: str, on_error: str) -> 
         return {"log": [answers[-1]]}
 
     if mode == "plain":
+        if not hasattr(langgraph_retry, "_reset_interrupt_counter"):
+            pytest.skip("LangGraph < 1.2.20 asks again after a retry; ours never does")
         builder = _single(
             ask_then_call, retry_policy=RetryPolicy(max_attempts=2, initial_interval=0.001)
         )

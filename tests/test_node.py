@@ -693,3 +693,26 @@ def test_an_abandoned_attempt_cannot_write_state_or_stream_through_its_config() 
     assert sent == [("x", "live")]
     assert streamed == ["live chunk"]
     del _langgraph
+
+
+def test_the_impls_own_attributes_read_through_the_node() -> None:
+    """A callable object's state is visible on the node; the node's own names win."""
+
+    class Counter:
+        name = "impl's name"
+
+        def __init__(self) -> None:
+            self.ticks = 0
+
+        def __call__(self, state: dict[str, Any]) -> dict[str, Any]:
+            self.ticks += 1
+            return {}
+
+    node = create_node(Counter(), name="count")
+    node({})
+    assert node.ticks == 1
+    assert node.name == "count"
+    with pytest.raises(AttributeError):
+        _ = node.__func__
+    with pytest.raises(AttributeError):
+        _ = node.missing
