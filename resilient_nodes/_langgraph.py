@@ -75,6 +75,9 @@ _CONFIG_MODULE = "langchain_core.runnables.config"
 _RUNNABLE_MODULE = "langchain_core.runnables.base"
 
 
+_ambient: list[Any] = []  # langchain_core's config variable, once it is imported
+
+
 def ambient_config() -> Mapping[str, Any] | None:
     """The RunnableConfig of the LangGraph task running now, or None outside one.
 
@@ -82,13 +85,17 @@ def ambient_config() -> Mapping[str, Any] | None:
     it; the node shell still needs it (ids, the cancel token) when the impl does
     not. ``var_child_runnable_config`` is langchain_core's public context
     variable, the one ``langgraph.config.get_config()`` reads; read directly, it
-    costs one lookup and no exception outside a run.
+    costs one lookup and no exception outside a run. It is on every node call's
+    path: found once, then kept.
     """
+    if _ambient:
+        config: Mapping[str, Any] | None = _ambient[0].get()
+        return config
     module = sys.modules.get(_CONFIG_MODULE)
     if module is None:
         return None
-    config: Mapping[str, Any] | None = module.var_child_runnable_config.get()
-    return config
+    _ambient.append(module.var_child_runnable_config)
+    return ambient_config()
 
 
 def is_runnable(obj: object, /) -> bool:

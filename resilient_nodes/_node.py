@@ -46,6 +46,7 @@ import typing
 import warnings
 from collections.abc import Callable, Coroutine, Mapping
 from contextvars import ContextVar
+from types import CoroutineType
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -309,19 +310,6 @@ class _NodeShell:
         """The policy this node runs under."""
         return self._policy
 
-    if not TYPE_CHECKING:  # for mypy, a node has only the attributes it declares
-
-        def __getattr__(self, name: str) -> Any:
-            """The impl's own attributes (a callable object's state), read through the node.
-
-            Only names the node does not have, and no dunders: the protocols
-            LangGraph and ``inspect`` probe (``__func__``, ``__self__``...) are the
-            node's own, above.
-            """
-            if name.startswith("__") or name == "_impl":
-                raise AttributeError(name)
-            return getattr(self._impl, name)
-
     @property
     def breaker(self) -> NodeCircuitBreaker | None:
         """This node's circuit breaker, if its policy has one."""
@@ -497,7 +485,11 @@ class SyncNode(_NodeShell, Generic[P, R]):
         # and must find none here so that it reads the impl's (`_presented_hints`).
         def __call__(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN204
             """Run the node; returns the impl's update (or the error update)."""
-            config = self._config(args, kwargs)
+            config = (
+                self._config(args, kwargs)
+                if kwargs or self._config_at is not None
+                else _langgraph.ambient_config()
+            )
             call = self._begin(args, config)
             running = _call_var.set(call) if self._guarded else None
             try:
@@ -510,7 +502,7 @@ class SyncNode(_NodeShell, Generic[P, R]):
                         cancel_token,
                         name=self.name,
                     )
-                if inspect.iscoroutine(result):
+                if type(result) is CoroutineType:
                     _reject_coroutine(result, self.name)
                 return self._finish(result, call)
             except Exception as error:
@@ -542,7 +534,11 @@ class AsyncNode(_NodeShell, Generic[P, R]):
         # Unannotated at run time: see SyncNode.__call__.
         async def __call__(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN204
             """Run the node; returns the impl's update (or the error update)."""
-            config = self._config(args, kwargs)
+            config = (
+                self._config(args, kwargs)
+                if kwargs or self._config_at is not None
+                else _langgraph.ambient_config()
+            )
             call = self._begin(args, config)
             try:
                 cancel_token = _cancel_token(config)
@@ -568,6 +564,34 @@ class AsyncNode(_NodeShell, Generic[P, R]):
                 return result
             finally:
                 call.close()
+
+
+class _ImplAttributes:
+    """Reads a callable object's own attributes through its node (``node.ticks``).
+
+    Only for impls that are objects (a function's attributes are rarely state):
+    a class with ``__getattr__`` makes every attribute access on its instances
+    slower, and a node call makes a dozen. Only names the node does not have,
+    and no dunders: the protocols LangGraph and ``inspect`` probe (``__func__``,
+    ``__self__``...) are the node's own.
+    """
+
+    __slots__ = ()
+
+    if not TYPE_CHECKING:  # for mypy, a node has only the attributes it declares
+
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("__") or name == "_impl":
+                raise AttributeError(name)
+            return getattr(self._impl, name)
+
+
+class _SyncObjectNode(_ImplAttributes, SyncNode[P, R]):
+    __slots__ = ()
+
+
+class _AsyncObjectNode(_ImplAttributes, AsyncNode[P, R]):
+    __slots__ = ()
 
 
 _call_var: ContextVar[_NodeCall | None] = ContextVar("resilient_nodes_call", default=None)
@@ -805,9 +829,14 @@ def _preset_node(
 def _make_node(
     impl: Callable[..., Any], name: str, policy: Policy, on_error: OnError
 ) -> AsyncNode[..., Any] | SyncNode[..., Any]:
+    is_object = not (
+        inspect.isfunction(impl) or inspect.ismethod(impl) or isinstance(impl, functools.partial)
+    )
     if is_async_callable(impl):
-        return AsyncNode(impl, name=name, policy=policy, on_error=on_error)
-    return SyncNode(impl, name=name, policy=policy, on_error=on_error)
+        async_kind = _AsyncObjectNode if is_object else AsyncNode
+        return async_kind(impl, name=name, policy=policy, on_error=on_error)
+    sync_kind = _SyncObjectNode if is_object else SyncNode
+    return sync_kind(impl, name=name, policy=policy, on_error=on_error)
 
 
 @overload

@@ -517,9 +517,9 @@ def test_node_call_sets_every_field_of_a_pending_context() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_runnable_node_has_both_paths_and_one_breaker(anyio_backend: str) -> None:
+async def test_a_runnable_node_has_both_paths_and_one_breaker(anyio_backend_name: str) -> None:
     """create_node(runnable): invoke and ainvoke run it, one breaker counts both."""
-    if anyio_backend != "asyncio":
+    if anyio_backend_name != "asyncio":
         pytest.skip("langchain_core's ainvoke needs asyncio")
     from langchain_core.runnables import RunnableLambda
 
