@@ -46,6 +46,7 @@ __all__ = [
     "ambient_config",
     "dispatch_failure",
     "gate_writes",
+    "in_graph_task",
     "is_runnable",
     "reset_interrupt_counter",
     "runnable_node",
@@ -248,6 +249,11 @@ def _path(config: Mapping[str, Any] | None) -> tuple[Any, ...]:
     metadata = config.get("metadata") if config else None
     path = metadata.get("langgraph_path") if isinstance(metadata, Mapping) else None
     return tuple(path) if isinstance(path, tuple | list) else ()
+
+
+def in_graph_task(config: Mapping[str, Any] | None) -> bool:
+    """Whether *config* is that of a LangGraph task running now (it has a send function)."""
+    return _configurable(config).get(_SEND) is not None
 
 
 def send_branch(config: Mapping[str, Any] | None) -> dict[str, Any] | None:

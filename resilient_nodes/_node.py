@@ -291,9 +291,10 @@ class _NodeShell:
             )
         self._policy = policy
         self._on_error = on_error
-        # Whether the impl's state type has an ``errors`` key, read on the first
-        # failure to capture (a forward reference may resolve only after wrapping).
-        self._errors_slot: bool | None = None
+        # Whether the impl's state type has an ``errors`` key (`_state_type_errors`),
+        # read on the first failure to capture: a forward reference may resolve
+        # only after wrapping.
+        self._errors_slot: int | None = None
         self._takes_config, self._config_at = _config_parameter(impl)
         self._guarded = _needs_guard(policy, impl)
         self._pipeline, self._breakers = pipeline or _build(policy, impl, name)
@@ -382,7 +383,9 @@ class _NodeShell:
             )
         return result
 
-    def _contain(self, error: Exception, call: _NodeCall) -> NodeErrorRecord | None:
+    def _contain(
+        self, error: Exception, call: _NodeCall, args: tuple[Any, ...]
+    ) -> NodeErrorRecord | None:
         """Log a failure; its record if the node contains it, None if it propagates.
 
         LangGraph's control flow (an ``Exception`` subclass) is not a failure: it
@@ -395,7 +398,9 @@ class _NodeShell:
         exhausted = error.attempts if isinstance(error, NodeRetryExhaustedError) else 1
         attempts = max(call.attempt, exhausted)
         handler = self._on_error
-        contained = handler != _RAISE and (handler != _CAPTURE or self._has_errors_slot())
+        contained = handler != _RAISE and (
+            handler != _CAPTURE or self._has_errors_slot(args, call.config)
+        )
         emit(
             self._logger().warning,
             LogEvent.NODE_FAILED,
@@ -430,26 +435,46 @@ class _NodeShell:
         assert callable(handler)  # noqa: S101 - narrowing: checked at construction
         return handler(record, args[0] if args else None)
 
-    def _has_errors_slot(self) -> bool:
+    def _has_errors_slot(self, args: tuple[Any, ...], config: Mapping[str, Any] | None) -> bool:
+        """Whether the state has a place for a captured failure.
+
+        The impl's state type says so when it lists its keys. When it does not
+        (no hint, ``dict[str, Any]``), the state LangGraph passed does: it holds
+        every channel of the node's input that has a value, and an ``errors``
+        list with a reducer always has one.
+        """
         known = self._errors_slot
         if known is None:
-            known = self._errors_slot = _state_type_has_errors(self)
-        return known
+            known = self._errors_slot = _state_type_errors(self)
+        if known is not _UNKNOWN:
+            return bool(known)
+        state = args[0] if args else None
+        return not (
+            _langgraph.in_graph_task(config)
+            and isinstance(state, Mapping)
+            and "errors" not in state
+        )
 
 
-def _state_type_has_errors(node: object) -> bool:
+_UNKNOWN: Final = 2  # `_state_type_errors`: the state type does not list its keys
+
+
+def _state_type_errors(node: object) -> int:
     """Whether the state type of *node*'s first parameter has an ``errors`` key.
 
-    True when unknown (no hint, ``dict[str, Any]``, a hint that does not
-    resolve): only a state type that lists its keys can say it has none.
+    1 or 0 when the type lists its keys (a TypedDict, a dataclass, a model);
+    `_UNKNOWN` otherwise (no hint, ``dict[str, Any]``, a hint that does not
+    resolve).
     """
     try:
         first = next(iter(inspect.signature(node).parameters))  # type: ignore[arg-type]
         hint = typing.get_type_hints(node).get(first)
         fields = typing.get_type_hints(hint) if isinstance(hint, type) else {}
     except Exception:
-        return True
-    return not fields or "errors" in fields
+        return _UNKNOWN
+    if not fields:
+        return _UNKNOWN
+    return int("errors" in fields)
 
 
 def _reject_coroutine(result: Coroutine[Any, Any, Any], name: str) -> NoReturn:
@@ -506,7 +531,7 @@ class SyncNode(_NodeShell, Generic[P, R]):
                     _reject_coroutine(result, self.name)
                 return self._finish(result, call)
             except Exception as error:
-                record = self._contain(error, call)
+                record = self._contain(error, call, args)
                 if record is None:
                     raise
                 _langgraph.dispatch_failure(call.config, {"node": self.name, "record": record})
@@ -552,7 +577,7 @@ class AsyncNode(_NodeShell, Generic[P, R]):
                     )
                 return self._finish(result, call)
             except Exception as error:
-                record = self._contain(error, call)
+                record = self._contain(error, call, args)
                 if record is None:
                     raise
                 await _langgraph.adispatch_failure(

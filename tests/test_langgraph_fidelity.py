@@ -509,6 +509,24 @@ def test_a_state_without_errors_raises_instead_of_dropping(mode: str) -> None:
         _single(node, Messages).compile().invoke({"messages": []})
 
 
+def test_an_untyped_node_raises_where_the_graph_has_no_errors(mode: str) -> None:
+    """An impl whose state type says nothing: the state LangGraph passes tells."""
+
+    def call(state: dict[str, Any]) -> dict[str, Any]:
+        raise ValueError("lost?")
+
+    node = call if mode == "plain" else create_node(call, name="n")
+    with pytest.raises(ValueError, match="lost"):
+        _single(node, Messages).compile().invoke({"messages": []})
+    node = call if mode == "plain" else create_node(call, name="n")
+    graph = _single(node).compile()  # ErrState has errors
+    if mode == "plain":
+        with pytest.raises(ValueError, match="lost"):
+            graph.invoke({"log": []})
+    else:
+        assert graph.invoke({"log": []})["errors"][0]["message"] == "lost?"
+
+
 def test_on_error_routes_a_command_only_node(mode: str) -> None:
     """A node that routes only by Command sends its failure somewhere with a handler."""
 
