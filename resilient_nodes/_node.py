@@ -101,7 +101,6 @@ _RAISE: Final = "raise"
 _NO_POLICY = Policy.none()
 _DEBUG = 10
 _INFO = 20
-_PASSED_BY_NAME = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
 
 
 def _config_parameter(impl: Callable[..., Any]) -> tuple[bool, int | None]:
