@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import inspect
+import json
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +75,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.add_cleanup(lambda: setattr(StateGraph, "add_node", original))
 
 
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """Say how many nodes were wrapped and how many were left alone, and why."""
-    mode = "wrapped" if WRAP else "plain"
-    terminalreporter.write_line(f"resilient_nodes ({mode} run): {dict(sorted(COUNTS.items()))}")
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Add this process's counts to ``RESILIENT_NODES_COUNTS`` (xdist workers each have some)."""
+    path = os.environ.get("RESILIENT_NODES_COUNTS")
+    if path and COUNTS:
+        with open(path, "a", encoding="utf-8") as out:  # noqa: PTH123 - one line per process
+            out.write(json.dumps(COUNTS) + "\n")

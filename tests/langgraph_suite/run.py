@@ -16,7 +16,9 @@ wrapped are listed at the end: there must be none.
 from __future__ import annotations
 
 import argparse
+import collections
 import importlib.metadata
+import json
 import os
 import re
 import subprocess
@@ -62,7 +64,10 @@ def _sdist(version: str, into: Path) -> Path:
 def _run(src: Path, *, wrap: bool, workers: int, extra: list[str]) -> set[str]:
     mode = "wrapped" if wrap else "plain"
     report = src / f"resilient_nodes-{mode}.txt"
+    counts_file = src / f"resilient_nodes-{mode}.counts"
+    counts_file.unlink(missing_ok=True)
     env = {
+        "RESILIENT_NODES_COUNTS": str(counts_file),
         **os.environ,
         "NO_DOCKER": "true",
         "RESILIENT_NODES_WRAP": "1" if wrap else "0",
@@ -92,6 +97,11 @@ def _run(src: Path, *, wrap: bool, workers: int, extra: list[str]) -> set[str]:
     text = report.read_text()
     summary = [line for line in text.splitlines() if re.search(r"\d+ (passed|failed)", line)]
     print(f"{mode}: {summary[-1] if summary else '(no summary, see ' + str(report) + ')'}")
+    counts: collections.Counter[str] = collections.Counter()
+    if counts_file.exists():
+        for line in counts_file.read_text().splitlines():
+            counts.update(json.loads(line))
+    print(f"{mode}: add_node calls {dict(sorted(counts.items()))}")
     return set(re.findall(r"^(?:FAILED|ERROR) (\S+)", text, flags=re.MULTILINE))
 
 
