@@ -6,7 +6,10 @@ import importlib.metadata
 import os
 import platform
 import sys
+import textwrap
 from typing import TYPE_CHECKING, Any
+
+from . import _targets
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -94,19 +97,35 @@ def result_table(results: list[Result], *, peers: dict[str, str] | None = None) 
 
 
 def targets_table(targets: list[dict[str, Any]]) -> list[str]:
+    """Rows: target, measured, bar, status (MET / NOT MET in bold; info rows plain)."""
+    if not targets:
+        return ["None: no section that ran feeds a target."]
     lines = ["| target | measured | bar | status |", "|---|---:|---:|---|"]
     for t in targets:
-        status = "**MET**" if t["met"] else "**NOT MET**"
-        lines.append(f"| {t['name']} | {t['measured']} | {t['bar']} | {status} |")
+        status = _targets.status(t)
+        shown = status if t["kind"] == "info" else f"**{status}**"
+        lines.append(f"| {t['name']} | {t['measured']} | {t['bar']} | {shown} |")
     return lines
 
 
-def console_summary(targets: list[dict[str, Any]], groups: dict[str, list[Result]]) -> str:
-    out = ["", "Targets (issue 8):"]
+def console_summary(
+    targets: list[dict[str, Any]],
+    groups: dict[str, list[Result]],
+    *,
+    quick_note: str | None = None,
+) -> str:
+    """The targets, each ending in its status, then every variant's overhead."""
+    out = [""]
+    if quick_note is not None:
+        out += [*textwrap.wrap(quick_note, width=88), ""]
+    out.append("Targets:" if targets else "Targets: none (no section that ran feeds one).")
     width = max(len(t["name"]) for t in targets) if targets else 10
     for t in targets:
-        status = "MET" if t["met"] else "NOT MET"
-        out.append(f"  {t['name']:<{width}}  {t['measured']:>26}  bar {t['bar']:<8} {status}")
+        out.append(
+            f"  {_targets.status(t):<7}  {t['name']:<{width}}  bar {t['bar']:<6}  {t['measured']}"
+        )
+    if not any(groups.values()):
+        return "\n".join(out)
     out.append("")
     out.append("Overhead per call over the floor (median of paired ratios):")
     for group, results in groups.items():

@@ -3,9 +3,10 @@
 The floor is the plain graph (the node is ``impl`` itself), timed just before and
 after every variant. Variants: our full node; our node with no policy; the naive
 stack around ``impl``; LangGraph's own ``retry_policy=RetryPolicy()`` and
-``timeout=30``; and, for reference, ``impl`` under ``asyncio.timeout(30)`` alone
-(the cheapest deadline the standard library has). Do not stack LangGraph's
-RetryPolicy on our node: the attempts would multiply.
+``timeout=30``; and two references: ``impl`` under a bare ``anyio.fail_after(30)``
+(what the full node is held to: at most 1.03x of that graph) and under
+``asyncio.timeout(30)`` (the cheapest deadline the standard library has). Do not
+stack LangGraph's RetryPolicy on our node: the attempts would multiply.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from langgraph.types import RetryPolicy
 
 from resilient_nodes import Policy, create_node
 
-from ._common import full_policy, impl, naive_stack, under_asyncio_timeout
+from ._common import full_policy, impl, naive_stack, under_asyncio_timeout, under_fail_after
 from ._timing import Case, call_loop
 
 SECTION = "langgraph"
@@ -65,6 +66,11 @@ def cases() -> list[Case]:
             _invoke_loop(_graph(impl, retry_policy=RetryPolicy())),
         ),
         Case("lg_timeout", "LangGraph node `timeout=30`", _invoke_loop(_graph(impl, timeout=30))),
+        Case(
+            "lg_fail_after",
+            "bare `anyio.fail_after(30)` around `impl` in the graph (reference)",
+            _invoke_loop(_graph(under_fail_after(impl))),
+        ),
         Case(
             "lg_asyncio_timeout",
             "`asyncio.timeout(30)` around `impl` in the graph (reference)",

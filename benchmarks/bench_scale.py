@@ -4,10 +4,12 @@
 
 - ``MODE=wall``: one interpreter times the variants, unwrapped ``impl(state)``
   and the full node, rotating their order for ROUNDS rounds (wall time from
-  spawning the first task to the last finishing; median per variant). Two
-  references run beside them: ``impl`` under ``asyncio.timeout(30)`` alone (what
-  the standard library's own deadline costs at this scale) and, up to
-  ``NAIVE_MAX`` calls, the naive stack (tenacity + pybreaker + ``fail_after``).
+  spawning the first task to the last finishing; median per variant). Three
+  references run beside them: ``impl`` under a bare ``anyio.fail_after(30)`` (the
+  node's wall ratio is held to at most 1.5x this one's), under
+  ``asyncio.timeout(30)`` alone (what the standard library's own deadline costs
+  at this scale) and, up to ``NAIVE_MAX`` calls, the naive stack (tenacity +
+  pybreaker + ``fail_after``).
 - ``MODE=peak-bare`` / ``peak-node``: a fresh interpreter runs one round of one
   variant under tracemalloc and reports its peak traced memory per call (the
   process's peak RSS is dominated by the interpreter and imports below 100,000).
@@ -60,9 +62,14 @@ async def _child(mode: str, n: int, rounds: int) -> dict[str, Any]:
     configure_logging()
     node = _node()
     if mode == "wall":
-        from ._common import naive_stack, under_asyncio_timeout
+        from ._common import naive_stack, under_asyncio_timeout, under_fail_after
 
-        variants = [("bare", _impl), ("node", node), ("timeout_ref", under_asyncio_timeout(_impl))]
+        variants = [
+            ("bare", _impl),
+            ("node", node),
+            ("fail_after_ref", under_fail_after(_impl)),
+            ("timeout_ref", under_asyncio_timeout(_impl)),
+        ]
         if n <= NAIVE_MAX:
             variants.append(("naive", naive_stack(_impl)))
         for _, call in variants:
@@ -113,6 +120,7 @@ def measure(sizes: list[int], rounds: int, *, timeout_s: float = 400) -> list[di
                 "ratio": wall["node_s"] / wall["bare_s"],
                 "bare_us_per_call": wall["bare_s"] / n * 1e6,
                 "node_us_per_call": wall["node_s"] / n * 1e6,
+                "fail_after_ref_ratio": wall["fail_after_ref_s"] / wall["bare_s"],
                 "timeout_ref_ratio": wall["timeout_ref_s"] / wall["bare_s"],
                 "naive_ratio": wall["naive_s"] / wall["bare_s"] if "naive_s" in wall else None,
                 "bare_peak_per_call": bare["peak_bytes_per_call"],

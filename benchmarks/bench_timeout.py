@@ -128,6 +128,10 @@ async def lateness(tries: int) -> dict[str, dict[str, float]]:
     }
     values: dict[str, list[float]] = {name: [] for name in runners}
     names = list(runners)
+    # One untimed round first: ours builds its logger and renders its first JSON
+    # line then, a one-off cost that would be the p99 of a short run.
+    for runner in runners.values():
+        await runner()
     for i in range(tries):
         shift = i % len(names)
         for name in names[shift:] + names[:shift]:  # rotate who goes first

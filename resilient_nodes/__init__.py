@@ -32,6 +32,7 @@ from ._classification import unregister_classification_rule as unregister_classi
 from ._config import LLM_RETRY as LLM_RETRY
 from ._config import TOOL_RETRY as TOOL_RETRY
 from ._config import VALIDATION_RETRY as VALIDATION_RETRY
+from ._config import RetryBudget as RetryBudget
 from ._config import RetryConfig as RetryConfig
 from ._context import ExecutionContext as ExecutionContext
 from ._context import create_execution_context as create_execution_context
@@ -46,6 +47,8 @@ from ._node import create_llm_node as create_llm_node
 from ._node import create_node as create_node
 from ._node import create_simple_node as create_simple_node
 from ._node import create_tool_node as create_tool_node
+from ._node_logger import NodeLogger as NodeLogger
+from ._node_logger import create_node_logger as create_node_logger
 from ._policy import Policy as Policy
 from ._policy import load_node_policies as load_node_policies
 from ._records import NodeErrorRecord as NodeErrorRecord
@@ -76,10 +79,14 @@ from .errors import AbandonedThreadLimitError as AbandonedThreadLimitError
 from .errors import ChaosHangError as ChaosHangError
 from .errors import ConfigError as ConfigError
 from .errors import ErrorCode as ErrorCode
+from .errors import NodeBulkheadFullError as NodeBulkheadFullError
 from .errors import NodeCancellationError as NodeCancellationError
 from .errors import NodeCircuitOpenError as NodeCircuitOpenError
 from .errors import NodeExecutionError as NodeExecutionError
+from .errors import NodeFallbackExhaustedError as NodeFallbackExhaustedError
+from .errors import NodeRateLimitedError as NodeRateLimitedError
 from .errors import NodeRetryExhaustedError as NodeRetryExhaustedError
+from .errors import NodeStreamInterruptedError as NodeStreamInterruptedError
 from .errors import NodeTimeoutError as NodeTimeoutError
 from .errors import NodeValidationError as NodeValidationError
 from .errors import StateValidationError as StateValidationError
@@ -93,7 +100,11 @@ _OPTIONAL = {"RedisBreakerStorage": ("._redis_storage", "redis")}
 
 
 def __getattr__(name: str) -> Any:
-    """Import names that need an optional extra on first use."""
+    """Import names that need an optional extra, and ``__version__``, on first use."""
+    if name == "__version__":
+        value: Any = _version()
+        globals()[name] = value
+        return value
     entry = _OPTIONAL.get(name)
     if entry is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -109,6 +120,18 @@ def __getattr__(name: str) -> Any:
         ) from error
     globals()[name] = value
     return value
+
+
+def _version() -> str:
+    # Read from the installed metadata on first use, as structlog and attrs do:
+    # importlib.metadata costs milliseconds that `import resilient_nodes` need not pay.
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+    try:
+        return version("resilient-nodes")
+    except PackageNotFoundError:
+        # Imported from a source tree that was never installed: no metadata to read.
+        return "0+unknown"
 
 
 __all__ = [
@@ -132,15 +155,21 @@ __all__ = [
     "GateDecision",
     "GraphState",
     "LogEvent",
+    "NodeBulkheadFullError",
     "NodeCancellationError",
     "NodeCircuitBreaker",
     "NodeCircuitOpenError",
     "NodeErrorRecord",
     "NodeExecutionError",
+    "NodeFallbackExhaustedError",
+    "NodeLogger",
+    "NodeRateLimitedError",
     "NodeRetryExhaustedError",
+    "NodeStreamInterruptedError",
     "NodeTimeoutError",
     "NodeValidationError",
     "Policy",
+    "RetryBudget",
     "RetryConfig",
     "StateValidationError",
     "SyncNode",
@@ -155,6 +184,7 @@ __all__ = [
     "create_llm_node",
     "create_node",
     "create_node_error",
+    "create_node_logger",
     "create_retry_wrapper",
     "create_simple_node",
     "create_timeout_controller",

@@ -56,7 +56,7 @@ import anyio
 import attrs
 
 from ._callables import is_async_callable
-from ._config import checked_duration
+from ._config import check_every_field, float_field, number, seconds_field
 from ._deadline import sync_remaining
 from ._logging import LogEvent, emit, get_logger
 from .errors import ChaosHangError, ConfigError
@@ -79,55 +79,51 @@ ErrorSpec = type[Exception] | Callable[[], Exception]
 """An injectable error: an exception class, or a factory returning an exception."""
 
 
-def _duration(value: object, name: str, problems: list[tuple[str, str]]) -> float:
-    return checked_duration(value, name, problems, positive=False, default=0.0)
+def _error_specs(value: ErrorSpec | Sequence[ErrorSpec]) -> tuple[ErrorSpec, ...]:
+    given: object = value  # a str is a Sequence too, for untyped callers
+    if isinstance(given, Sequence) and not isinstance(given, str | bytes):
+        return tuple(given)
+    return (value,)  # type: ignore[return-value]  # the validator reports a non-spec
 
 
-def _rate(value: object, name: str, problems: list[tuple[str, str]]) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        problems.append((name, f"must be a number in [0, 1], got {type(value).__name__}"))
-        return 0.0
-    if not 0.0 <= value <= 1.0:  # also rejects NaN
-        problems.append((name, f"must be in [0, 1], got {value!r}"))
-        return 0.0
-    return float(value)
-
-
-def _error_specs(value: object, problems: list[tuple[str, str]]) -> tuple[ErrorSpec, ...]:
-    items = (
-        value if isinstance(value, Sequence) and not isinstance(value, str | bytes) else (value,)
-    )
-    specs: list[ErrorSpec] = []
-    for index, item in enumerate(items):
+def _check_error_specs(
+    _inst: object, _field: attrs.Attribute[Any], specs: tuple[object, ...]
+) -> None:
+    problems: list[tuple[str, str]] = []
+    for index, spec in enumerate(specs):
         where = f"errors[{index}]"
-        if isinstance(item, type):
-            if not issubclass(item, Exception):
-                problems.append((where, f"must be an Exception subclass, got {item.__name__}"))
-                continue
+        if not isinstance(spec, type):
+            if not callable(spec):
+                problems.append(
+                    (where, f"must be an exception class or a factory, got {type(spec).__name__}")
+                )
+        elif not issubclass(spec, Exception):
+            problems.append((where, f"must be an Exception subclass, got {spec.__name__}"))
+        else:
             try:
-                item("chaos")
+                spec("chaos")
             except Exception:
                 problems.append(
-                    (where, f"{item.__name__} cannot be built from a message; pass a factory")
+                    (where, f"{spec.__name__} cannot be built from a message; pass a factory")
                 )
-                continue
-        elif not callable(item):
-            problems.append(
-                (where, f"must be an exception class or a factory, got {type(item).__name__}")
-            )
-            continue
-        specs.append(item)
-    if not specs and not problems:
+    if not specs:
         problems.append(("errors", "must name at least one exception"))
-    return tuple(specs)
+    if problems:
+        raise ConfigError(problems)
+
+
+def _check_seed(_inst: object, _field: attrs.Attribute[Any], seed: object) -> None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError([("seed", f"must be an int or None, got {type(seed).__name__}")])
 
 
 @attrs.frozen(kw_only=True)
 class ChaosConfig:
     """What the chaos layer injects, and how often (see the module docs).
 
-    Build it with `ChaosConfig.create` (or `Policy.chaos`), which validates and
-    normalises every field.
+    Validated at construction: one `ConfigError` names every invalid field.
+    Durations may be given as ``timedelta`` and are stored as float seconds; a
+    single error class or factory may be given for ``errors``.
 
     Attributes:
         error_rate: Probability, per call, of raising an injected error.
@@ -139,13 +135,27 @@ class ChaosConfig:
         seed: Seed of the layer's random generator (None: unseeded).
     """
 
-    error_rate: float = 0.0
-    errors: tuple[ErrorSpec, ...] = (ConnectionError,)
-    latency: float = 0.0
-    latency_rate: float = 1.0
-    hang_rate: float = 0.0
-    max_hang: float = 60.0
-    seed: int | None = None
+    __attrs_pre_init__ = check_every_field
+
+    error_rate: float = attrs.field(
+        default=0.0, converter=float_field, validator=number(ge=0.0, le=1.0)
+    )
+    errors: tuple[ErrorSpec, ...] = attrs.field(
+        default=(ConnectionError,), converter=_error_specs, validator=_check_error_specs
+    )
+    latency: float = attrs.field(
+        default=0.0, converter=seconds_field, validator=number(duration=True)
+    )
+    latency_rate: float = attrs.field(
+        default=1.0, converter=float_field, validator=number(ge=0.0, le=1.0)
+    )
+    hang_rate: float = attrs.field(
+        default=0.0, converter=float_field, validator=number(ge=0.0, le=1.0)
+    )
+    max_hang: float = attrs.field(
+        default=60.0, converter=seconds_field, validator=number(duration=True)
+    )
+    seed: int | None = attrs.field(default=None, validator=_check_seed)
 
     @classmethod
     def create(
@@ -159,26 +169,20 @@ class ChaosConfig:
         max_hang: float | timedelta = 60.0,
         seed: int | None = None,
     ) -> ChaosConfig:
-        """Validate and build a config.
+        """Validate and build a config; the same as calling the class.
 
         Raises:
             ConfigError: Naming every invalid field.
         """
-        problems: list[tuple[str, str]] = []
-        config = cls(
-            error_rate=_rate(error_rate, "error_rate", problems),
-            errors=_error_specs(errors, problems),
-            latency=_duration(latency, "latency", problems),
-            latency_rate=_rate(latency_rate, "latency_rate", problems),
-            hang_rate=_rate(hang_rate, "hang_rate", problems),
-            max_hang=_duration(max_hang, "max_hang", problems),
+        return cls(
+            error_rate=error_rate,
+            errors=errors,
+            latency=latency,
+            latency_rate=latency_rate,
+            hang_rate=hang_rate,
+            max_hang=max_hang,
             seed=seed,
         )
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            problems.append(("seed", f"must be an int or None, got {type(seed).__name__}"))
-        if problems:
-            raise ConfigError(problems)
-        return config
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data that `from_dict` reads back.

@@ -26,6 +26,10 @@ class LogEvent(enum.StrEnum):
 
     Compare with the plain string or the member: ``event["event"] ==
     LogEvent.NODE_FAILED`` and ``== "node.failed"`` are the same test.
+
+    The wrapper's events are past tense (``node.started``, ``node.failed``); the
+    four a node's own code logs through `NodeLogger` are named after its methods
+    (``log_entry`` logs ``node.entry``), so a reader can tell who wrote a line.
     """
 
     NODE_STARTED = "node.started"
@@ -58,6 +62,37 @@ class LogEvent(enum.StrEnum):
     """A shared breaker storage answers again (info)."""
     CHAOS_INJECTED = "chaos.injected"
     """`Policy.chaos` injected a fault (info)."""
+    NODE_ENTRY = "node.entry"
+    """A node's own code logged its start: `NodeLogger.log_entry` (debug)."""
+    NODE_EXIT = "node.exit"
+    """A node's own code logged its end: `NodeLogger.log_exit` (info)."""
+    NODE_ERROR = "node.error"
+    """A node's own code logged an error: `NodeLogger.log_error` (error)."""
+    NODE_RETRY = "node.retry"
+    """A node's own code logged a retry of its own: `NodeLogger.log_retry` (info)."""
+    FALLBACK_STARTED = "fallback.started"
+    """The callable serving a call failed; the next alternative is tried (info)."""
+    FALLBACK_SERVED = "fallback.served"
+    """An alternative returned; ``served_by`` names it (info)."""
+    FALLBACK_PREDICATE_FAILED = "fallback.predicate_failed"
+    """A fallback's ``on`` predicate raised; the judged error propagates (warning)."""
+    STREAM_STALLED = "stream.stalled"
+    """A stream's first item or next item did not come within its bound (warning)."""
+    STREAM_INTERRUPTED = "stream.interrupted"
+    """A stream failed after items reached the caller; not retried (warning)."""
+    # --- load control (Policy.bulkhead, Policy.rate_limit, retry budgets) ---
+    BULKHEAD_REJECTED = "bulkhead.rejected"
+    """A full bulkhead (every slot busy, the queue full) rejected a call (warning)."""
+    RATE_LIMIT_REJECTED = "rate_limit.rejected"
+    """A rate limit had no capacity within the time a call may wait (warning)."""
+    RATE_LIMIT_PAUSED = "rate_limit.paused"
+    """A ``Retry-After`` from the dependency paused a rate limit's key (warning)."""
+    RATE_LIMIT_STORAGE_UNAVAILABLE = "rate_limit.storage_unavailable"
+    """A shared rate-limit storage failed; a local limit stands in for it (warning)."""
+    RATE_LIMIT_STORAGE_RECOVERED = "rate_limit.storage_recovered"
+    """A shared rate-limit storage answers again (info)."""
+    RETRY_BUDGET_EXHAUSTED = "node.retry_budget_exhausted"
+    """A retry was due but the node's retry budget was spent: the error is raised (warning)."""
 
 
 def emit(log_method: Callable[..., Any], event: str, /, **fields: Any) -> None:

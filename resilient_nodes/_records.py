@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Final, NotRequired, TypedDict
 
 from ._classification import ErrorCategory, ErrorClassification, classify_error, http_status
-from ._sanitize import normalize_error, redact_secrets, sanitize_traceback
+from ._sanitize import normalize_error, redact_secrets, redacted_head, sanitize_traceback
 from ._text import safe_text
 from .errors import (
     ErrorCode,
@@ -83,18 +83,19 @@ def _full_text(value: object) -> str:
 
 
 def _bounded_text(text: str, limit: int) -> str:
-    """Cut *text* to about *limit* characters, then redact secrets.
+    """Cut *text* to about *limit* characters, secrets redacted.
 
-    The cut goes back to a whitespace when one is near, so a secret is never
-    split into a fragment too short for the redaction patterns to recognise.
+    The cut goes back to a whitespace when one is near, for readability.
+    `redacted_head` redacts a little past the cut before making it, so a secret
+    crossing the cut is redacted whole, and costs the same for a megabyte.
     """
     if len(text) > limit:
-        cut = text[:limit]
-        space = max(cut.rfind(" "), cut.rfind("\n"), cut.rfind("\t"))
-        if space >= limit // 2:
-            cut = cut[:space]
-        text = f"{cut} ...[{len(text) - len(cut)} more chars]"
-    text = redact_secrets(text)
+        head = text[:limit]
+        space = max(head.rfind(" "), head.rfind("\n"), head.rfind("\t"))
+        cut = space if space >= limit // 2 else limit
+        text = f"{redacted_head(text, cut)} ...[{len(text) - cut} more chars]"
+    else:
+        text = redact_secrets(text)
     # Redaction can lengthen text slightly; keep a hard bound.
     return text[: limit + 64]
 

@@ -11,11 +11,13 @@ the node semantics as such strategies:
 - `BackoffWait`: the delay of `retry_delay`.
 
 We do not run ``tenacity.AsyncRetrying``: building and iterating one costs about
-85 µs per call, most of it re-wrapping callbacks on every step. Instead a small
-loop drives the same strategy objects with a fresh ``RetryCallState`` per call,
-and only after the first failure; the first attempt is a bare call. So a call
-that succeeds at once pays for one extra coroutine frame and nothing else, and no
-retry state is ever shared between concurrent calls.
+85 µs per call, most of it re-wrapping callbacks on every step. Instead one state
+machine, `_Retry`, drives the same strategy objects with a fresh
+``RetryCallState`` and makes every decision; two thin shells, sync and async,
+only call the function, sleep, and await (or drop) what ``on_retry`` returned.
+The machine is built only after the first failure; the first attempt is a bare
+call. So a call that succeeds at once pays for one extra coroutine frame and
+nothing else, and no retry state is ever shared between concurrent calls.
 
 Rules every path follows:
 
@@ -23,6 +25,10 @@ Rules every path follows:
   ``SystemExit``, ``GeneratorExit``, LangGraph's ``GraphBubbleUp``) is re-raised at
   once: never passed to a predicate, never slept on, never counted.
 - A non-retryable error is raised as itself, at once.
+- Retry budget (``RetryConfig.budget``, per wrapped node): a retry that the
+  budget does not allow is not made; the attempt's error is raised as itself,
+  with a note, and ``node.retry_budget_exhausted`` is logged. See
+  `resilient_nodes._budget`.
 - When the attempts run out, ``NodeRetryExhaustedError(attempts, last_error)`` is
   raised ``from`` the last error.
 - Deadline: before each backoff sleep the delay is compared with the time left in
@@ -63,6 +69,7 @@ from tenacity.retry import retry_base
 from tenacity.stop import stop_after_attempt, stop_base
 from tenacity.wait import wait_base
 
+from ._budget import BudgetTracker
 from ._callables import is_async_callable
 from ._classification import ErrorClassification, classify_error
 from ._context import activate, current_context, deactivate, note_attempt
@@ -76,6 +83,8 @@ from .errors import ConfigError, NodeRetryExhaustedError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
+    from contextvars import Token
+    from types import TracebackType
 
     from tenacity import BaseRetrying
 
@@ -325,7 +334,7 @@ class DeadlineStop(stop_base):
         return retry_state.upcoming_sleep >= self._remaining()
 
 
-# --- the retry loop ----------------------------------------------------------------------
+# --- the retry state machine and its shells -------------------------------------------
 
 
 def _callback_fields(callback: Callable[..., Any]) -> tuple[str, ...]:
@@ -351,71 +360,47 @@ def _qualname(fn: object) -> str:
 
 
 class _Retrier:
-    """Everything fixed at wrap time; per-call state lives in a `_CallState`."""
+    """Everything fixed at wrap time, shared by every call; and the two shells.
+
+    A call's own state lives in a `_Retry`, built only after its first attempt
+    failed.
+    """
 
     __slots__ = (
-        "_async_stop",
-        "_callback",
-        "_callback_fields",
-        "_log",
-        "_log_enabled",
-        "_retry",
-        "_stop",
-        "_sync_stop",
-        "_wait",
+        "async_deadline",
+        "budget",
+        "callback",
+        "callback_fields",
+        "log",
+        "log_enabled",
         "name",
+        "out_of_attempts",
+        "retry",
+        "sync_deadline",
+        "wait",
     )
 
     def __init__(self, config: RetryConfig, name: str) -> None:
         self.name = name
-        self._log = get_logger(node=name)
-        self._retry = RetryPredicate(config, name=name, logger=self._log)
-        self._stop = stop_after_attempt(config.attempts)
-        self._wait = BackoffWait(config)
-        self._sync_stop = DeadlineStop(sync_remaining)
-        self._async_stop = DeadlineStop(async_remaining)
-        self._callback = config.on_retry
-        self._callback_fields = _callback_fields(config.on_retry) if config.on_retry else ()
+        self.log = get_logger(node=name)
+        self.retry = RetryPredicate(config, name=name, logger=self.log)
+        self.out_of_attempts = stop_after_attempt(config.attempts)
+        self.wait = BackoffWait(config)
+        self.sync_deadline = DeadlineStop(sync_remaining)
+        self.async_deadline = DeadlineStop(async_remaining)
+        # Per wrapped node, shared by all its calls (issue 18).
+        self.budget = BudgetTracker(config.budget) if config.budget is not None else None
+        self.callback = config.on_retry
+        self.callback_fields = _callback_fields(config.on_retry) if config.on_retry else ()
         # Filtering loggers turn disabled levels into no-ops, but the fields we
         # would pass (a redacted message) cost microseconds to build.
-        self._log_enabled: Callable[[int], bool] | None = getattr(self._log, "is_enabled_for", None)
-
-    def next_delay(self, rs: _CallState, error: Exception) -> float:
-        """Decide after a failed attempt: return the delay, or raise to stop."""
-        if is_control_flow(error):
-            raise error
-        rs.fail(error)
-        if not self._retry(rs):
-            raise error
-        if self._stop(rs):
-            raise NodeRetryExhaustedError(rs.attempt_number, error, node=self.name) from error
-        delay = 0.0 if switches.zero_backoff else self._wait(rs)
-        rs.upcoming_sleep = delay
-        return delay
-
-    def past_deadline(
-        self, rs: _CallState, error: Exception, deadline: DeadlineStop
-    ) -> NodeRetryExhaustedError | None:
-        """The error to stop with if the upcoming sleep would overrun the budget."""
-        if not deadline(rs):
-            rs.idle_for += rs.upcoming_sleep
-            return None
-        return self.stopped_early(rs, error)
-
-    def stopped_early(self, rs: _CallState, error: Exception) -> NodeRetryExhaustedError:
-        """The error for a retry that stops because its next sleep would overrun."""
-        exhausted = NodeRetryExhaustedError(rs.attempt_number, error, node=self.name)
-        exhausted.add_note(
-            f"retrying stopped early: the next backoff ({rs.upcoming_sleep:g}s) would end "
-            "past the enclosing deadline"
-        )
-        return exhausted
+        self.log_enabled: Callable[[int], bool] | None = getattr(self.log, "is_enabled_for", None)
 
     def announce(
         self, attempt: int, error: Exception, delay: float, context: ExecutionContext | None
     ) -> object:
         """Log the scheduled retry and call ``on_retry``; return what it returned."""
-        enabled = self._log_enabled
+        enabled = self.log_enabled
         if enabled is None or enabled(_INFO):
             fields: dict[str, Any] = {
                 "attempt": attempt,
@@ -426,12 +411,12 @@ class _Retrier:
             if context is not None:
                 fields["trace_id"] = context.trace_id
                 fields["graph_execution_id"] = context.graph_execution_id
-            emit(self._log.info, LogEvent.NODE_RETRY_SCHEDULED, **fields)
-        if self._callback is None:
+            emit(self.log.info, LogEvent.NODE_RETRY_SCHEDULED, **fields)
+        if self.callback is None:
             return None
         values = {"attempt": attempt, "error": error, "delay": delay, "context": context}
         try:
-            return self._callback(**{field: values[field] for field in self._callback_fields})
+            return self.callback(**{field: values[field] for field in self.callback_fields})
         except Exception as failure:
             self.callback_failed(failure, attempt)
             return None
@@ -441,56 +426,52 @@ class _Retrier:
         if is_control_flow(failure):
             raise failure
         emit(
-            self._log.warning,
+            self.log.warning,
             LogEvent.NODE_ON_RETRY_FAILED,
             attempt=attempt,
             error_type=type(failure).__name__,
             error_message=error_text(failure),
         )
 
+    def budget_spent(self, error: Exception, attempt: int) -> None:
+        """Say why a retryable failure is raised as it is: the retry budget is spent."""
+        budget = self.budget
+        assert budget is not None  # noqa: S101 - only called with a budget
+        calls, retries = budget.counts()
+        note = (
+            f"not retried: the retry budget of node {self.name} is spent ({retries} "
+            f"retries for {calls} calls in the last {budget.budget.window:g}s)"
+        )
+        if note not in getattr(error, "__notes__", ()):
+            error.add_note(note)
+        emit(
+            self.log.warning,
+            LogEvent.RETRY_BUDGET_EXHAUSTED,
+            attempt=attempt,
+            calls=calls,
+            retries=retries,
+            error_type=type(error).__name__,
+            error_message=error_text(error),
+        )
+
     def run_sync(
         self, fn: Callable[..., _R], args: tuple[Any, ...], kwargs: dict[str, Any], error: Exception
     ) -> _R:
-        """Retry *fn* after its first attempt failed with *error*."""
-        rs = _CallState(fn, args, kwargs)
-        outer = current_context()
-        context = outer
+        """Retry *fn* after its first attempt failed with *error*, sleeping in this thread."""
+        retry = _Retry(self, fn, args, kwargs, error, deadline=self.sync_deadline)
         while True:
-            delay = self.next_delay(rs, error)
-            exhausted = self.past_deadline(rs, error, self._sync_stop)
-            if exhausted is not None:
-                raise exhausted from error
-            outcome = self.announce(rs.attempt_number, error, delay, context)
-            if inspect.isawaitable(outcome):
-                _discard(outcome)
-                self.callback_failed(
-                    TypeError("on_retry returned an awaitable to a sync retry; not awaited"),
-                    rs.attempt_number,
+            notice = retry.schedule()
+            if inspect.isawaitable(notice):
+                _discard(notice)
+                retry.callback_failed(
+                    TypeError("on_retry returned an awaitable to a sync retry; not awaited")
                 )
-            if self._callback is not None and self._sync_stop(rs):
-                # on_retry took time of the budget too: check again before sleeping.
-                raise self.stopped_early(rs, error) from error
-            cancel_token = sync_cancel_token()
-            if cancel_token is None or switches.sync_sleep is not None:
-                (switches.sync_sleep or time.sleep)(delay)
-            if cancel_token is not None:
-                # The caller was released when the token was set: this thread is
-                # abandoned, and must not make another attempt.
-                wait = 0.0 if switches.sync_sleep else delay
-                sleep_unless_cancelled(wait, cancel_token, name=self.name)
-            rs.prepare_for_next_attempt()
-            note_attempt(rs.attempt_number, self.name)
-            token = None
-            if outer is not None:
-                context = outer.with_attempt(rs.attempt_number)
-                token = activate(context)
-            try:
+            stop = retry.stopping()
+            if stop is not None:
+                raise stop from stop.last_error
+            _sleep_in_thread(retry.delay, self.name)
+            with retry:
                 return fn(*args, **kwargs)
-            except Exception as failure:
-                error = failure
-            finally:
-                if token is not None:
-                    deactivate(token)
 
     async def run_async(
         self,
@@ -500,41 +481,211 @@ class _Retrier:
         error: Exception,
     ) -> _R:
         """Retry async *fn* after its first attempt failed with *error*."""
-        rs = _CallState(fn, args, kwargs)
-        outer = current_context()
-        context = outer
+        retry = _Retry(self, fn, args, kwargs, error, deadline=self.async_deadline)
         while True:
-            delay = self.next_delay(rs, error)
-            exhausted = self.past_deadline(rs, error, self._async_stop)
-            if exhausted is not None:
-                # A cancelled enclosing scope reports a deadline of -inf: its
+            notice = retry.schedule()
+            if inspect.isawaitable(notice):
+                try:
+                    await notice
+                except Exception as failure:
+                    retry.callback_failed(failure)
+            stop = retry.stopping()
+            if stop is not None:
+                # A cancelled enclosing scope reports no time left: its
                 # cancellation, not our stop, must be what propagates.
                 await anyio.lowlevel.checkpoint_if_cancelled()
-                raise exhausted from error
-            outcome = self.announce(rs.attempt_number, error, delay, context)
-            if inspect.isawaitable(outcome):
-                try:
-                    await outcome
-                except Exception as failure:
-                    self.callback_failed(failure, rs.attempt_number)
-            if self._callback is not None and self._async_stop(rs):
-                # on_retry took time of the budget too: check again before sleeping.
-                await anyio.lowlevel.checkpoint_if_cancelled()
-                raise self.stopped_early(rs, error) from error
-            await (switches.async_sleep or anyio.sleep)(delay)
-            rs.prepare_for_next_attempt()
-            note_attempt(rs.attempt_number, self.name)
-            token = None
-            if outer is not None:
-                context = outer.with_attempt(rs.attempt_number)
-                token = activate(context)
-            try:
+                raise stop from stop.last_error
+            await (switches.async_sleep or anyio.sleep)(retry.delay)
+            with retry:
                 return await fn(*args, **kwargs)
-            except Exception as failure:
-                error = failure
-            finally:
-                if token is not None:
-                    deactivate(token)
+
+
+class _Retry:
+    """One call's retries after its first attempt failed: every decision, no waiting.
+
+    Both shells drive it through the same cycle; only the steps in brackets
+    differ between sync and async::
+
+        while True:
+            notice = retry.schedule()  # give up (raises), or log and call on_retry
+            [await notice, or drop and report it]
+            stop = retry.stopping()  # would the sleep overrun the deadline?
+            [raise stop (async: after a checkpoint)]
+            [sleep retry.delay]
+            with retry:  # the next attempt; an Exception is kept for schedule
+                [return fn(...)]
+
+    Per call, never shared; the wrapper builds one only when a call fails.
+
+    Args:
+        retrier: The wrap-time strategies and callbacks.
+        fn: The function being retried (recorded in tenacity's call state).
+        args: Positional arguments of the call.
+        kwargs: Keyword arguments of the call.
+        error: What the first attempt raised.
+        deadline: The stop that reads the enclosing budget, sync or async.
+    """
+
+    __slots__ = ("_deadline", "_outer", "_retrier", "_state", "_stop", "_token", "context", "error")
+
+    def __init__(
+        self,
+        retrier: _Retrier,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        error: Exception,
+        *,
+        deadline: DeadlineStop,
+    ) -> None:
+        self._retrier = retrier
+        self._deadline = deadline
+        self._state = _CallState(fn, args, kwargs)
+        # Read before the first retry renumbers the call's attempt: every later
+        # attempt runs under a copy of this context carrying its own number.
+        self._outer = current_context()
+        self.context = self._outer
+        self.error = error
+        self._stop: NodeRetryExhaustedError | None = None
+        self._token: Token[Any] | None = None
+
+    @property
+    def delay(self) -> float:
+        """The backoff `schedule` chose, in seconds."""
+        return self._state.upcoming_sleep
+
+    def schedule(self) -> object:
+        """Decide what follows the failed attempt; if a retry, announce it.
+
+        Returns:
+            What ``on_retry`` returned: an awaitable is the shell's to await or
+            drop. None without a callback, when it raised, or when the retry
+            stops at the deadline (then `stopping` says so).
+
+        Raises:
+            Exception: The attempt's error itself, when it is control flow or
+                not retryable.
+            NodeRetryExhaustedError: When that was the last allowed attempt.
+            Exception: The attempt's error itself, with a note, when the node's
+                retry budget is spent.
+        """
+        error = self.error
+        if is_control_flow(error):
+            raise error
+        retrier = self._retrier
+        state = self._state
+        state.fail(error)
+        if not retrier.retry(state):
+            raise error
+        if retrier.out_of_attempts(state):
+            raise NodeRetryExhaustedError(state.attempt_number, error, node=retrier.name) from error
+        delay = 0.0 if switches.zero_backoff else retrier.wait(state)
+        state.upcoming_sleep = delay
+        if self._deadline(state):
+            self._stop = self._stopped_early()
+            return None
+        budget = retrier.budget
+        if budget is not None and not budget.try_retry():
+            # Past the node's retry budget: give up with the dependency's own
+            # error, as a call with one attempt would, rather than add load.
+            retrier.budget_spent(error, state.attempt_number)
+            raise error
+        state.idle_for += delay
+        return retrier.announce(state.attempt_number, error, delay, self.context)
+
+    def stopping(self) -> NodeRetryExhaustedError | None:
+        """The error to raise instead of sleeping into the enclosing deadline, if any."""
+        if (
+            self._stop is None
+            and self._retrier.callback is not None
+            and self._deadline(self._state)
+        ):
+            # on_retry took time of the budget too: check again before sleeping.
+            self._stop = self._stopped_early()
+            if self._retrier.budget is not None:
+                self._retrier.budget.refund()  # the retry it was taken for is off
+        return self._stop
+
+    def callback_failed(self, failure: Exception) -> None:
+        """Report that ``on_retry``'s awaitable failed; control flow propagates."""
+        self._retrier.callback_failed(failure, self._state.attempt_number)
+
+    def _stopped_early(self) -> NodeRetryExhaustedError:
+        exhausted = NodeRetryExhaustedError(
+            self._state.attempt_number, self.error, node=self._retrier.name
+        )
+        exhausted.add_note(
+            f"retrying stopped early: the next backoff ({self.delay:g}s) would end "
+            "past the enclosing deadline"
+        )
+        return exhausted
+
+    def __enter__(self) -> None:
+        """Begin the next attempt: count it, and make its context current."""
+        state = self._state
+        state.prepare_for_next_attempt()
+        note_attempt(state.attempt_number, self._retrier.name)
+        if self._outer is not None:
+            self.context = self._outer.with_attempt(state.attempt_number)
+            self._token = activate(self.context)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        """End the attempt: restore the context and keep an ``Exception`` for `schedule`.
+
+        Returns:
+            True (swallow it) for an ``Exception``, which `schedule` judges next;
+            False for success and for anything else, which propagates.
+        """
+        if self._token is not None:
+            deactivate(self._token)
+            self._token = None
+        if isinstance(error, Exception):
+            self.error = error
+            return True
+        return False
+
+
+def _sleep_in_thread(delay: float, name: str) -> None:
+    """Sleep a sync retry's backoff, cut short by the call's cancel token if it has one."""
+    cancel_token = sync_cancel_token()
+    if cancel_token is None or switches.sync_sleep is not None:
+        (switches.sync_sleep or time.sleep)(delay)
+    if cancel_token is not None:
+        # The caller was released when the token was set: this thread is
+        # abandoned, and must not make another attempt.
+        wait = 0.0 if switches.sync_sleep else delay
+        sleep_unless_cancelled(wait, cancel_token, name=name)
+
+
+def _counting(shell: Callable[..., Any], retrier: _Retrier) -> Callable[..., Any]:
+    """*shell*, counting each call's first attempt in the node's retry budget.
+
+    Without a budget, *shell* itself: the success path stays one bare call.
+    """
+    budget = retrier.budget
+    if budget is None:
+        return shell
+    record = budget.record_call
+    if inspect.iscoroutinefunction(shell):
+
+        @functools.wraps(shell)
+        async def counted_async(*args: Any, **kwargs: Any) -> Any:
+            record()
+            return await shell(*args, **kwargs)
+
+        return counted_async
+
+    @functools.wraps(shell)
+    def counted_sync(*args: Any, **kwargs: Any) -> Any:
+        record()
+        return shell(*args, **kwargs)
+
+    return counted_sync
 
 
 def _discard(awaitable: Awaitable[object]) -> None:
@@ -592,7 +743,7 @@ def wrap_retry(fn: Callable[_P, Any], config: RetryConfig, /, *, name: str) -> C
             # Outside the except block, so later errors do not chain onto this one.
             return await run_async(afn, args, kwargs, first)
 
-        return retrying_async
+        return _counting(retrying_async, retrier)
 
     if config.on_retry is not None and is_async_callable(config.on_retry):
         raise ConfigError(
@@ -610,7 +761,7 @@ def wrap_retry(fn: Callable[_P, Any], config: RetryConfig, /, *, name: str) -> C
             return result
         return run_sync(fn, args, kwargs, first)
 
-    return retrying_sync
+    return _counting(retrying_sync, retrier)
 
 
 class _RetryDecorator:

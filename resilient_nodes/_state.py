@@ -52,11 +52,27 @@ import operator
 import os
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal, NotRequired, TypedDict, TypeVar, get_args
+from typing import (
+    Annotated,
+    Any,
+    Final,
+    Literal,
+    NotRequired,
+    TypedDict,
+    TypeVar,
+    get_args,
+    get_origin,
+    is_typeddict,
+)
+
+import cattrs
+from cattrs.cols import list_structure_factory, mapping_structure_factory
+from cattrs.errors import ForbiddenExtraKeysError
+from cattrs.gen.typeddicts import make_dict_structure_fn as make_typeddict_structure_fn
 
 from ._classification import ErrorCategory
-from ._records import ERROR_CODES, NodeErrorRecord, minimal_record, now_iso
-from ._sanitize import redact_secrets
+from ._records import ERROR_CODES, NodeErrorRecord, now_iso
+from ._sanitize import CUT_CONTEXT, redact_secrets, redacted_head
 from ._text import safe_text
 from .errors import StateValidationError
 
@@ -80,6 +96,7 @@ __all__ = [
 
 _K = TypeVar("_K")
 _V = TypeVar("_V")
+_T = TypeVar("_T")
 
 _MAX_JSON_DEPTH: Final = 8
 _BLOCKED_FLAG: Final = "blocked"
@@ -169,270 +186,228 @@ class GraphState(TypedDict, total=False):
 # Must match GraphState's annotations (a test holds them together).
 _LIST_KEYS: Final = frozenset({"evidence_refs", "errors"})
 _DICT_KEYS: Final = frozenset({"artifact_paths", "routing_flags", "gate_decisions"})
+_STATE_KEYS: Final = _LIST_KEYS | _DICT_KEYS | {"story_id"}
 
 
 # --- validation -------------------------------------------------------------------
+#
+# The helpers check their input by structuring it, with a private cattrs converter,
+# into the private TypedDicts below. cattrs walks the data, builds new dicts and
+# lists (so a result never aliases its input) and collects every problem with its
+# path. A constrained value is ``Annotated[type, check]``: the check returns the
+# value or raises `_InvalidError` saying what is wrong, and cattrs records where.
 
 
-class _Problems:
-    """Collects validation problems so one error can report all of them."""
-
-    __slots__ = ("items",)
-
-    def __init__(self) -> None:
-        self.items: list[tuple[str, str]] = []
-
-    def add(self, path: str, message: str) -> None:
-        self.items.append((path, message))
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            raise StateValidationError(self.items)
+class _InvalidError(ValueError):
+    """What is wrong with a value; cattrs records where it was."""
 
 
 def _short_repr(value: object, limit: int = 60) -> str:
-    return redact_secrets(safe_text(value, limit, as_repr=True))
+    # Redacted before the cut, not after: a secret cut in two is no longer
+    # recognisable, and its first half would be kept.
+    text = safe_text(value, limit + CUT_CONTEXT, as_repr=True)
+    if len(text) <= limit:
+        return redact_secrets(text)
+    return redacted_head(text, limit - 3) + "..."
 
 
 def _describe(value: object) -> str:
     return f"{_short_repr(value)} ({type(value).__name__})"
 
 
-def _item_path(path: str, key: object) -> str:
-    return f"{path}[{_short_repr(key, 40)}]"
-
-
-def _check_str(value: object, path: str, problems: _Problems, *, non_empty: bool = True) -> bool:
-    if isinstance(value, str) and (value or not non_empty):
-        return True
-    what = "a non-empty str" if non_empty else "a str"
-    problems.add(path, f"must be {what}, got {_describe(value)}")
-    return False
-
-
-def _check_timestamp(value: object, path: str, problems: _Problems) -> bool:
-    if not _check_str(value, path, problems):
-        return False
-    try:
-        datetime.fromisoformat(value)  # type: ignore[arg-type]  # checked above
-    except ValueError:
-        problems.add(path, f"must be an ISO-8601 timestamp, got {_describe(value)}")
-        return False
-    return True
-
-
-def _mapping(value: object, path: str, problems: _Problems) -> Mapping[Any, Any] | None:
-    if isinstance(value, Mapping):
-        return value
-    problems.add(path, f"must be a mapping, got {_describe(value)}")
-    return None
-
-
-def _sequence(value: object, path: str, problems: _Problems) -> list[Any] | None:
-    if isinstance(value, list | tuple):
-        return list(value)
-    problems.add(path, f"must be a list, got {_describe(value)}")
-    return None
-
-
-def _keyed_items(value: object, path: str, problems: _Problems) -> list[tuple[str, Any]]:
-    """The items of a str-keyed mapping; bad keys are reported and skipped."""
-    mapping = _mapping(value, path, problems)
-    if mapping is None:
-        return []
-    items: list[tuple[str, Any]] = []
-    for key, item in mapping.items():
-        if isinstance(key, str) and key:
-            items.append((key, item))
-        else:
-            problems.add(
-                _item_path(path, key), f"key must be a non-empty str, got {_describe(key)}"
-            )
-    return items
-
-
-def _unknown_keys(
-    record: Mapping[Any, Any], allowed: frozenset[str], path: str, problems: _Problems
-) -> None:
-    extra = [key for key in record if key not in allowed]
-    if extra:
-        names = ", ".join(sorted(_short_repr(key, 40) for key in extra))
-        problems.add(path, f"unknown key(s) {names}; allowed: {', '.join(sorted(allowed))}")
-
-
-def _copy_json(value: object, path: str, problems: _Problems, depth: int = 0) -> Any:  # noqa: PLR0911
-    """A deep copy of JSON-shaped data; anything else is reported."""
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        if math.isfinite(value):
+def _check(test: Callable[[Any], object], what: str) -> Callable[[Any], Any]:
+    def check(value: Any) -> Any:
+        if test(value):
             return value
-        problems.add(path, f"must be a finite number, got {_describe(value)}")
-        return None
-    if depth >= _MAX_JSON_DEPTH:
-        problems.add(path, f"is nested deeper than {_MAX_JSON_DEPTH} levels")
-        return None
-    if isinstance(value, list | tuple):
-        return [
-            _copy_json(item, f"{path}[{i}]", problems, depth + 1) for i, item in enumerate(value)
-        ]
-    if isinstance(value, Mapping):
-        return {
-            key: _copy_json(item, _item_path(path, key), problems, depth + 1)
-            for key, item in _keyed_items(value, path, problems)
-        }
-    problems.add(
-        path, f"must be JSON data (str, number, bool, None, list, dict), got {_describe(value)}"
+        raise _InvalidError(f"{what}, got {_describe(value)}")
+
+    return check
+
+
+def _one_of(choices: frozenset[str], show: Callable[[str], str] = str) -> Callable[[Any], Any]:
+    names = ", ".join(map(show, sorted(choices)))
+    return _check(
+        lambda value: isinstance(value, str) and value in choices, f"must be one of {names}"
     )
-    return None
 
 
-def _copy_story_id(value: object, path: str, problems: _Problems) -> str:
-    _check_str(value, path, problems, non_empty=False)
-    return value  # type: ignore[return-value]  # only returned when no problem was found
+_is_str = _check(lambda value: isinstance(value, str), "must be a str")
+_is_bool = _check(lambda value: isinstance(value, bool), "must be a bool")
+_count = _check(
+    lambda n: isinstance(n, int) and not isinstance(n, bool) and n >= 0, "must be an int >= 0"
+)
+_non_empty = _check(lambda value: isinstance(value, str) and value, "must be a non-empty str")
 
 
-def _copy_artifact_paths(value: object, path: str, problems: _Problems) -> dict[str, str]:
-    paths: dict[str, str] = {}
-    for name, item in _keyed_items(value, path, problems):
-        location = os.fspath(item) if isinstance(item, os.PathLike) else item
-        if _check_str(location, _item_path(path, name), problems):
-            paths[name] = location
-    return paths
+def _artifact_path(value: object) -> Any:
+    return _non_empty(os.fspath(value) if isinstance(value, os.PathLike) else value)
 
 
-def _copy_routing_flags(value: object, path: str, problems: _Problems) -> dict[str, bool]:
-    flags: dict[str, bool] = {}
-    for name, item in _keyed_items(value, path, problems):
-        if isinstance(item, bool):
-            flags[name] = item
-        else:
-            problems.add(_item_path(path, name), f"must be a bool, got {_describe(item)}")
-    return flags
+def _timestamp(value: object) -> Any:
+    text = _non_empty(value)
+    try:
+        datetime.fromisoformat(text)
+    except ValueError:
+        raise _InvalidError(f"must be an ISO-8601 timestamp, got {_describe(value)}") from None
+    return value
 
 
-_EVIDENCE_KEYS: Final = frozenset({"kind", "uri", "description", "node"})
+def _levels(value: object, limit: int) -> int:
+    """How deep *value*'s lists and dicts nest, counted to at most *limit* + 1."""
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if not isinstance(value, list | tuple):
+        return 0
+    return 1 + max((_levels(item, limit - 1) for item in value if limit > 0), default=0)
 
 
-def _copy_evidence_ref(value: object, path: str, problems: _Problems) -> EvidenceRef:
-    ref = _mapping(value, path, problems)
-    if ref is None:
-        return {"kind": "", "uri": ""}
-    _unknown_keys(ref, _EVIDENCE_KEYS, path, problems)
-    _check_str(ref.get("kind"), f"{path}.kind", problems)
-    _check_str(ref.get("uri"), f"{path}.uri", problems)
-    for key in ("description", "node"):
-        if key in ref:
-            _check_str(ref[key], f"{path}.{key}", problems, non_empty=False)
-    return {key: ref[key] for key in _EVIDENCE_KEYS if key in ref}  # type: ignore[return-value]
+def _json(value: object) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _InvalidError(f"must be a finite number, got {_describe(value)}")
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return _converter.structure(value, list[_Json])
+    if isinstance(value, Mapping):
+        return _converter.structure(value, dict[_Key, _Json])
+    raise _InvalidError(
+        f"must be JSON data (str, number, bool, None, list, dict), got {_describe(value)}"
+    )
 
 
-def _copy_evidence_refs(value: object, path: str, problems: _Problems) -> list[EvidenceRef]:
-    refs = _sequence(value, path, problems)
-    if refs is None:
-        return []
-    return [_copy_evidence_ref(ref, f"{path}[{i}]", problems) for i, ref in enumerate(refs)]
+def _details(value: object) -> Any:
+    # Bounded first, so a deep or self-containing value cannot exhaust the stack.
+    if _levels(value, _MAX_JSON_DEPTH) > _MAX_JSON_DEPTH:
+        raise _InvalidError(f"is nested deeper than {_MAX_JSON_DEPTH} levels")
+    return _converter.structure(value, dict[_Key, _Json])
 
 
-_GATE_KEYS: Final = frozenset({"decision", "reason", "node", "timestamp"})
-_GATE_CHOICES: Final = ", ".join(repr(choice) for choice in sorted(GATE_DECISIONS))
+_Key = Annotated[
+    str, _check(lambda key: isinstance(key, str) and key, "key must be a non-empty str")
+]
+_NonEmpty = Annotated[str, _non_empty]
+_Timestamp = Annotated[str, _timestamp]
+_Json = Annotated[Any, _json]
 
 
-def _copy_gate_decision(value: object, path: str, problems: _Problems) -> GateDecision:
-    gate = _mapping(value, path, problems)
-    if gate is None:
-        return {"decision": "skip", "reason": ""}
-    _unknown_keys(gate, _GATE_KEYS, path, problems)
-    decision = gate.get("decision")
-    if not isinstance(decision, str) or decision not in GATE_DECISIONS:
-        problems.add(
-            f"{path}.decision", f"must be one of {_GATE_CHOICES}, got {_describe(decision)}"
-        )
-    _check_str(gate.get("reason"), f"{path}.reason", problems, non_empty=False)
-    if "node" in gate:
-        _check_str(gate["node"], f"{path}.node", problems, non_empty=False)
-    if "timestamp" in gate:
-        _check_timestamp(gate["timestamp"], f"{path}.timestamp", problems)
-    return {key: gate[key] for key in _GATE_KEYS if key in gate}  # type: ignore[return-value]
+class _EvidenceRef(TypedDict):
+    kind: _NonEmpty
+    uri: _NonEmpty
+    description: NotRequired[str]
+    node: NotRequired[str]
 
 
-def _copy_gate_decisions(value: object, path: str, problems: _Problems) -> dict[str, GateDecision]:
-    return {
-        gate: _copy_gate_decision(item, _item_path(path, gate), problems)
-        for gate, item in _keyed_items(value, path, problems)
-    }
+class _GateDecision(TypedDict):
+    decision: Annotated[GateDecisionValue, _one_of(GATE_DECISIONS, repr)]
+    reason: str
+    node: NotRequired[str]
+    timestamp: NotRequired[_Timestamp]
 
 
-_ERROR_KEYS: Final = frozenset(NodeErrorRecord.__annotations__)
-_ERROR_CATEGORIES: Final = frozenset(category.value for category in ErrorCategory)
+class _NodeErrorRecord(TypedDict):
+    code: Annotated[str, _one_of(ERROR_CODES)]
+    category: Annotated[str, _one_of(frozenset(category.value for category in ErrorCategory))]
+    message: str
+    node: _NonEmpty
+    attempts: Annotated[int, _count]
+    timestamp: _Timestamp
+    traceback: str
+    retryable: bool
+    error_type: _NonEmpty
+    details: NotRequired[Annotated[dict[str, Any], _details]]
 
 
-_ERROR_TEXT_FIELDS: Final = (
-    ("message", False),
-    ("traceback", False),
-    ("node", True),
-    ("error_type", True),
+class _GraphState(TypedDict, total=False):
+    story_id: str
+    artifact_paths: dict[_Key, Annotated[str, _artifact_path]]
+    routing_flags: dict[_Key, bool]
+    evidence_refs: list[_EvidenceRef]
+    gate_decisions: dict[_Key, _GateDecision]
+    errors: list[_NodeErrorRecord]
+
+
+class _BlockedArgs(TypedDict):
+    reason: _NonEmpty
+    node: _NonEmpty
+    route_to: _NonEmpty | None
+    gate: _NonEmpty | None
+
+
+_StructureHook = Callable[[Any, Any], Any]
+
+
+def _only(
+    kinds: type | tuple[type, ...], what: str, make_hook: Callable[[Any, Any], _StructureHook]
+) -> Callable[[Any, cattrs.BaseConverter], _StructureHook]:
+    """A hook factory: refuse anything but *kinds*, then let cattrs' own hook work.
+
+    Left alone, cattrs turns any iterable into a list (a str into its letters) and
+    fails on a non-mapping without a word about the value.
+    """
+
+    def factory(type_: Any, converter: cattrs.BaseConverter) -> _StructureHook:
+        structure = make_hook(type_, converter)
+
+        def checked(value: object, _type: object) -> Any:
+            if not isinstance(value, kinds):
+                raise _InvalidError(f"must be {what}, got {_describe(value)}")
+            return structure(dict(value) if isinstance(value, Mapping) else value, type_)
+
+        return checked
+
+    return factory
+
+
+def _origin_is(origin: object) -> Callable[[Any], bool]:
+    return lambda type_: get_origin(type_) is origin
+
+
+_converter: Final = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+# cattrs would coerce (5 to "5", "no" to True); the state takes only the real thing.
+_converter.register_structure_hook(str, lambda value, _: _is_str(value))
+_converter.register_structure_hook(bool, lambda value, _: _is_bool(value))
+_converter.register_structure_hook_func(
+    _origin_is(Annotated), lambda value, type_: type_.__metadata__[0](value)
+)
+_converter.register_structure_hook_factory(
+    _origin_is(list), _only((list, tuple), "a list", list_structure_factory)
+)
+_converter.register_structure_hook_factory(
+    _origin_is(dict), _only(Mapping, "a mapping", mapping_structure_factory)
+)
+_converter.register_structure_hook_factory(
+    is_typeddict, _only(Mapping, "a mapping", make_typeddict_structure_fn)
 )
 
 
-def _check_choice(value: object, choices: frozenset[str], path: str, problems: _Problems) -> None:
-    if not isinstance(value, str) or value not in choices:
-        names = ", ".join(sorted(choices))
-        problems.add(path, f"must be one of {names}, got {_describe(value)}")
+def _message(error: BaseException) -> str:
+    if isinstance(error, _InvalidError):
+        return str(error)
+    if isinstance(error, KeyError):
+        return "is required"
+    if isinstance(error, ForbiddenExtraKeysError):
+        extra = ", ".join(sorted(_short_repr(key, 40) for key in error.extra_fields))
+        return f"unknown key(s) {extra}; allowed: {', '.join(sorted(error.cl.__annotations__))}"
+    # Reading the value raised (a broken __fspath__ or mapping, say).
+    return f"could not be read ({type(error).__name__}: {safe_text(error, 200)})"
 
 
-def _check_error_fields(record: Mapping[Any, Any], path: str, problems: _Problems) -> None:
-    _check_choice(record.get("code"), ERROR_CODES, f"{path}.code", problems)
-    _check_choice(record.get("category"), _ERROR_CATEGORIES, f"{path}.category", problems)
-    for key, non_empty in _ERROR_TEXT_FIELDS:
-        if key in record:
-            _check_str(record[key], f"{path}.{key}", problems, non_empty=non_empty)
-    if "timestamp" in record:
-        _check_timestamp(record["timestamp"], f"{path}.timestamp", problems)
-    attempts = record.get("attempts", 0)
-    if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 0:
-        problems.add(f"{path}.attempts", f"must be an int >= 0, got {_describe(attempts)}")
-    if "retryable" in record and not isinstance(record["retryable"], bool):
-        problems.add(f"{path}.retryable", f"must be a bool, got {_describe(record['retryable'])}")
+def _structured(value: object, schema: type[_T]) -> _T:
+    """*value*, checked against *schema* and copied.
 
-
-def _copy_error_record(value: object, path: str, problems: _Problems) -> NodeErrorRecord:
-    record = _mapping(value, path, problems)
-    if record is None:
-        return minimal_record("<invalid>", 0)
-    _unknown_keys(record, _ERROR_KEYS, path, problems)
-    missing = sorted(key for key in _ERROR_KEYS - {"details"} if key not in record)
-    if missing:
-        problems.add(path, f"missing key(s) {', '.join(missing)}")
-    _check_error_fields(record, path, problems)
-    copied: dict[str, Any] = {key: record[key] for key in _ERROR_KEYS if key in record}
-    if "details" in record:
-        if isinstance(record["details"], Mapping):
-            copied["details"] = _copy_json(record["details"], f"{path}.details", problems)
-        else:
-            problems.add(
-                f"{path}.details", f"must be a mapping, got {_describe(record['details'])}"
-            )
-    return copied  # type: ignore[return-value]  # every key was checked above
-
-
-def _copy_errors(value: object, path: str, problems: _Problems) -> list[NodeErrorRecord]:
-    records = _sequence(value, path, problems)
-    if records is None:
-        return []
-    return [
-        _copy_error_record(record, f"{path}[{i}]", problems) for i, record in enumerate(records)
-    ]
-
-
-_FIELD_COPIERS: Final[Mapping[str, Callable[[object, str, _Problems], Any]]] = {
-    "story_id": _copy_story_id,
-    "artifact_paths": _copy_artifact_paths,
-    "routing_flags": _copy_routing_flags,
-    "evidence_refs": _copy_evidence_refs,
-    "gate_decisions": _copy_gate_decisions,
-    "errors": _copy_errors,
-}
+    Raises:
+        StateValidationError: Listing every problem as ``path: message``.
+    """
+    try:
+        return _converter.structure(value, schema)
+    except Exception as error:
+        # transform_error gives "message @ path" lines. A NUL ends the message: no
+        # path holds one (keys appear as their repr).
+        lines = cattrs.transform_error(error, "", lambda exc, _: f"{_message(exc)}\0")
+        problems = [line.rpartition("\0 @ ") for line in lines]
+        raise StateValidationError(
+            (path.removeprefix("."), message) for message, _, path in problems
+        ) from error
 
 
 # --- update helpers ---------------------------------------------------------------
@@ -456,26 +431,27 @@ def update_state(updates: Mapping[str, Any] | None = None, /, **fields: Any) -> 
         StateValidationError: If *updates* is not a mapping, a key is given both
             ways or is not a str, or a known key's value has the wrong shape.
     """
-    problems = _Problems()
-    source = _mapping(updates, "updates", problems) if updates is not None else {}
-    result: dict[str, Any] = {}
-    for key, value in [*(source or {}).items(), *fields.items()]:
+    problems: list[tuple[str, str]] = []
+    source: object = {} if updates is None else updates  # checked for untyped callers
+    if not isinstance(source, Mapping):
+        problems.append(("updates", f"must be a mapping, got {_describe(source)}"))
+        source = {}
+    for key in source:
         if not isinstance(key, str):
-            problems.add(_item_path("updates", key), f"key must be a str, got {_describe(key)}")
-        elif key in result:
-            problems.add(key, "given both in the mapping and as a keyword argument")
-        else:
-            copier = _FIELD_COPIERS.get(key)
-            result[key] = value if copier is None else copier(value, key, problems)
-    problems.raise_if_any()
+            problems.append(
+                (f"updates[{_short_repr(key, 40)}]", f"key must be a str, got {_describe(key)}")
+            )
+        elif key in fields:
+            problems.append((key, "given both in the mapping and as a keyword argument"))
+    result = {**source, **fields}
+    known = {key: value for key, value in result.items() if key in _STATE_KEYS}
+    try:
+        result.update(_structured(known, _GraphState))
+    except StateValidationError as error:
+        problems.extend(error.problems)
+    if problems:
+        raise StateValidationError(problems)
     return result
-
-
-def _single(key: str, value: object) -> Any:
-    problems = _Problems()
-    copied = _FIELD_COPIERS[key](value, key, problems)
-    problems.raise_if_any()
-    return copied
 
 
 def update_artifact_paths(paths: Mapping[str, str | os.PathLike[str]], /) -> GraphState:
@@ -491,7 +467,7 @@ def update_artifact_paths(paths: Mapping[str, str | os.PathLike[str]], /) -> Gra
         StateValidationError: If *paths* is not a mapping, or a name or path is
             not a non-empty str.
     """
-    return {"artifact_paths": _single("artifact_paths", paths)}
+    return _structured({"artifact_paths": paths}, _GraphState)
 
 
 def update_routing_flags(flags: Mapping[str, bool], /) -> GraphState:
@@ -507,7 +483,7 @@ def update_routing_flags(flags: Mapping[str, bool], /) -> GraphState:
         StateValidationError: If *flags* is not a mapping, or a name is not a
             non-empty str, or a value is not a bool.
     """
-    return {"routing_flags": _single("routing_flags", flags)}
+    return _structured({"routing_flags": flags}, _GraphState)
 
 
 def add_evidence_refs(*refs: EvidenceRef) -> GraphState:
@@ -523,7 +499,7 @@ def add_evidence_refs(*refs: EvidenceRef) -> GraphState:
         StateValidationError: If a reference is not a mapping, lacks ``kind`` or
             ``uri``, has a non-str value or an unknown key.
     """
-    return {"evidence_refs": _single("evidence_refs", refs)}
+    return _structured({"evidence_refs": refs}, _GraphState)
 
 
 def update_gate_decisions(decisions: Mapping[str, GateDecision], /) -> GraphState:
@@ -539,7 +515,7 @@ def update_gate_decisions(decisions: Mapping[str, GateDecision], /) -> GraphStat
         StateValidationError: If *decisions* is not a mapping, or a decision is not
             one of `GATE_DECISIONS`, or a field has the wrong type.
     """
-    return {"gate_decisions": _single("gate_decisions", decisions)}
+    return _structured({"gate_decisions": decisions}, _GraphState)
 
 
 def add_errors(*records: NodeErrorRecord) -> GraphState:
@@ -554,7 +530,7 @@ def add_errors(*records: NodeErrorRecord) -> GraphState:
     Raises:
         StateValidationError: If a record is not a well-formed `NodeErrorRecord`.
     """
-    return {"errors": _single("errors", records)}
+    return _structured({"errors": records}, _GraphState)
 
 
 def create_blocked_update(
@@ -580,13 +556,7 @@ def create_blocked_update(
     Raises:
         StateValidationError: If an argument is not a non-empty str.
     """
-    problems = _Problems()
-    _check_str(reason, "reason", problems)
-    _check_str(node, "node", problems)
-    for name, value in (("route_to", route_to), ("gate", gate)):
-        if value is not None:
-            _check_str(value, name, problems)
-    problems.raise_if_any()
+    _structured({"reason": reason, "node": node, "route_to": route_to, "gate": gate}, _BlockedArgs)
     flags = {_BLOCKED_FLAG: True}
     if route_to is not None:
         flags[route_to] = True
@@ -633,26 +603,25 @@ def merge_state_updates(*updates: Mapping[str, Any]) -> dict[str, Any]:
         StateValidationError: If an update is not a mapping, or a list key's value
             is not a list (or tuple), or a dict key's value is not a mapping.
     """
-    problems = _Problems()
+    problems: list[tuple[str, str]] = []
     merged: dict[str, Any] = {}
-    for index, update in enumerate(updates):
-        where = f"updates[{index}]"
-        if _mapping(update, where, problems) is None:
+    checked: tuple[object, ...] = updates  # checked for untyped callers
+    for index, update in enumerate(checked):
+        if not isinstance(update, Mapping):
+            problems.append((f"updates[{index}]", f"must be a mapping, got {_describe(update)}"))
             continue
         for key, value in update.items():
-            if key in _LIST_KEYS:
-                if isinstance(value, list | tuple):
-                    merged[key] = [*merged.get(key, ()), *value]
-                else:
-                    problems.add(_item_path(where, key), f"must be a list, got {_describe(value)}")
-            elif key in _DICT_KEYS:
-                if isinstance(value, Mapping):
-                    merged[key] = merge_dicts(merged.get(key), value)
-                else:
-                    problems.add(
-                        _item_path(where, key), f"must be a mapping, got {_describe(value)}"
-                    )
+            if key in _LIST_KEYS and isinstance(value, list | tuple):
+                merged[key] = [*merged.get(key, ()), *value]
+            elif key in _DICT_KEYS and isinstance(value, Mapping):
+                merged[key] = merge_dicts(merged.get(key), value)
+            elif key in _LIST_KEYS | _DICT_KEYS:
+                shape = "a list" if key in _LIST_KEYS else "a mapping"
+                problems.append(
+                    (f"updates[{index}][{key!r}]", f"must be {shape}, got {_describe(value)}")
+                )
             else:
                 merged[key] = value
-    problems.raise_if_any()
+    if problems:
+        raise StateValidationError(problems)
     return merged

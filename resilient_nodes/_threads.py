@@ -3,10 +3,22 @@
 Python cannot kill a thread. A sync function under a timeout (or a cancel token)
 therefore runs in a worker thread, and the caller stops *waiting* for it at the
 deadline; the thread runs on until the function returns, and its result is then
-dropped. Such abandoned threads are counted, and once `MAX_ABANDONED_THREADS`
-are still running, new sync calls are refused with `AbandonedThreadLimitError`
-instead of piling up more stuck threads (a hung dependency would otherwise grow
-the process without bound).
+dropped. Such abandoned threads are counted per node, and new sync calls are
+refused with `AbandonedThreadLimitError` (before they start) instead of piling up
+more stuck threads, once either
+
+- the node has `MAX_ABANDONED_THREADS` (32) abandoned threads still running: a
+  node whose dependency hangs uses up its own budget and no other node's; or
+- the process has `MAX_ABANDONED_THREADS_TOTAL` (256) of them, over all nodes: a
+  safety cap for when many nodes hang at once (or names are made up per call),
+  so that the process keeps room for the threads it needs for everything else
+  (a container's limit on processes and threads is often 1024 or a few
+  thousand).
+
+Calls without a node name share one budget. Cleanup threads (a sync
+``on_timeout``) are never refused: the timeout has already happened and its
+cleanup must run; the wait for them is bounded by ``cleanup_timeout``, and one
+that overruns is counted like any other abandoned thread.
 
 Worker threads are daemon threads, so abandoned ones never block interpreter
 exit; they run with a copy of the caller's context variables, so
@@ -18,7 +30,7 @@ from __future__ import annotations
 import contextvars
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, TypeVar
 
 from . import _tokens
 from ._deadline import sync_deadline_scope
@@ -30,31 +42,70 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MAX_ABANDONED_THREADS",
+    "MAX_ABANDONED_THREADS_TOTAL",
     "Job",
     "Outcome",
     "abandoned_threads",
+    "admit",
+    "node_abandoned_threads",
     "run",
 ]
 
 T = TypeVar("T")
 
 MAX_ABANDONED_THREADS: Final = 32
-"""How many abandoned worker threads may be running at once (see module docs)."""
+"""How many abandoned worker threads one node may have running (see module docs)."""
+
+MAX_ABANDONED_THREADS_TOTAL: Final = 256
+"""How many abandoned worker threads the process may have running (see module docs)."""
 
 
 _lock = threading.Lock()
-_abandoned = 0
+_total = 0
+# Only nodes with abandoned threads have an entry, so names made up per call
+# (``with_timeout(..., name=url)``) do not accumulate.
+_by_node: dict[str | None, int] = {}
 
 
 def abandoned_threads() -> int:
-    """How many abandoned worker threads are still running."""
-    return _abandoned
+    """How many abandoned worker threads are still running, over all nodes."""
+    return _total
+
+
+def node_abandoned_threads(name: str | None) -> int:
+    """How many abandoned worker threads of node *name* are still running."""
+    return _by_node.get(name, 0)
 
 
 def admit(name: str | None, logger: Any) -> None:
-    if _abandoned >= MAX_ABANDONED_THREADS:
-        emit(logger.error, LogEvent.NODE_THREAD_LIMIT_REACHED, limit=MAX_ABANDONED_THREADS)
-        raise AbandonedThreadLimitError(MAX_ABANDONED_THREADS, node=name)
+    """Refuse a new worker thread for node *name* if a limit is reached.
+
+    Raises:
+        AbandonedThreadLimitError: The node's or the process's limit is reached.
+    """
+    # Read without the lock: a call racing with a thread that ends (or is
+    # abandoned) just now may go either way, as it could a moment later.
+    scope: Literal["node", "process"]
+    if _by_node.get(name, 0) >= MAX_ABANDONED_THREADS:
+        limit, scope = MAX_ABANDONED_THREADS, "node"
+    elif _total >= MAX_ABANDONED_THREADS_TOTAL:
+        limit, scope = MAX_ABANDONED_THREADS_TOTAL, "process"
+    else:
+        return
+    emit(logger.error, LogEvent.NODE_THREAD_LIMIT_REACHED, limit=limit, scope=scope)
+    raise AbandonedThreadLimitError(limit, node=name, scope=scope)
+
+
+def _count(name: str | None, change: int) -> tuple[int, int]:
+    """Add *change* to node *name*'s count and the total; the lock is held."""
+    global _total  # noqa: PLW0603
+    own = _by_node.get(name, 0) + change
+    if own:
+        _by_node[name] = own
+    else:
+        del _by_node[name]
+    _total += change
+    return own, _total
 
 
 class Job(Generic[T]):
@@ -64,13 +115,14 @@ class Job(Generic[T]):
     finishes just as it is abandoned is counted exactly once either way.
     """
 
-    __slots__ = ("_error", "_result", "abandoned", "done", "finished", "logger")
+    __slots__ = ("_error", "_result", "abandoned", "done", "finished", "logger", "name")
 
-    def __init__(self, logger: Any) -> None:
+    def __init__(self, logger: Any, name: str | None) -> None:
         self.done = threading.Event()
         self.finished = False
         self.abandoned = False
         self.logger = logger
+        self.name = name
         self._result: T | None = None
         self._error: BaseException | None = None
 
@@ -80,7 +132,6 @@ class Job(Generic[T]):
         Returns nothing, even when *fn* returned an awaitable: trio's worker
         threads refuse functions that look asynchronous.
         """
-        global _abandoned  # noqa: PLW0603
         try:
             if deadline is None:
                 self._result = fn()
@@ -95,7 +146,7 @@ class Job(Generic[T]):
             self.finished = True
             late = self.abandoned
             if late:
-                _abandoned -= 1
+                _count(self.name, -1)
         self.done.set()
         if late:
             emit(
@@ -111,13 +162,17 @@ class Job(Generic[T]):
             True if the thread is still running (now counted as abandoned);
             False if it finished meanwhile (its outcome is valid).
         """
-        global _abandoned  # noqa: PLW0603
         with _lock:
             if self.finished:
                 return False
             self.abandoned = True
-            _abandoned += 1
-        emit(self.logger.warning, LogEvent.NODE_THREAD_ABANDONED, abandoned_threads=_abandoned)
+            own, total = _count(self.name, 1)
+        emit(
+            self.logger.warning,
+            LogEvent.NODE_THREAD_ABANDONED,
+            abandoned_threads=own,
+            abandoned_threads_total=total,
+        )
         return True
 
     def value(self) -> T:
@@ -170,6 +225,7 @@ def run(
     token: _tokens.CancelTokenLike | None,
     name: str | None,
     logger: Any = None,
+    refusable: bool = True,
 ) -> Outcome[T]:
     """Run *fn* in a worker thread and wait for it, the deadline or the token.
 
@@ -178,20 +234,24 @@ def run(
         timeout: Seconds to wait (None: no deadline). Also published to the
             thread as its sync deadline.
         token: Stop waiting when this is set (None: no token).
-        name: Node name for errors and log events.
+        name: Node name for errors, log events and the per-node count.
         logger: Bound logger for the thread events.
+        refusable: False for cleanup threads, which the limits never refuse
+            (they are still counted if abandoned).
 
     Returns:
         The outcome; when it is not finished, the thread has been abandoned.
 
     Raises:
-        AbandonedThreadLimitError: If the abandoned-thread limit is reached.
+        AbandonedThreadLimitError: If *refusable* and the node's or the
+            process's abandoned-thread limit is reached.
     """
     if logger is None:
         logger = get_logger(node=name)
-    admit(name, logger)
+    if refusable:
+        admit(name, logger)
     deadline = None if timeout is None else time.monotonic() + timeout
-    job: Job[T] = Job(logger)
+    job: Job[T] = Job(logger, name)
     context = contextvars.copy_context()
     thread = threading.Thread(
         target=context.run,

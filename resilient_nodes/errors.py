@@ -12,8 +12,15 @@ also subclasses the builtin it resembles::
         ├── NodeValidationError (ValueError)       .detail
         │   └── StateValidationError               .problems
         ├── ConfigError (ValueError)               .problems
-        ├── AbandonedThreadLimitError (RuntimeError)  .limit
-        └── ChaosHangError (TimeoutError)          (injected by Policy.chaos)
+        ├── AbandonedThreadLimitError (RuntimeError)  .limit, .scope
+        ├── ChaosHangError (TimeoutError)          (injected by Policy.chaos)
+        ├── NodeFallbackExhaustedError             .errors, .callables (Policy.fallback)
+        ├── NodeStreamInterruptedError             .items_delivered (a committed stream)
+        ├── NodeRateLimitedError                   .limit, .per, .key, .retry_after
+        └── NodeBulkheadFullError                  .max_concurrent, .max_queue
+
+The last two, `AbandonedThreadLimitError` and `NodeCircuitOpenError` are our own
+refusals to start a call: none of them says anything about the node's dependency.
 
 The message of each error is built from a template per code
 (`MESSAGE_TEMPLATES`), so logs and recorded state read the same everywhere.
@@ -26,7 +33,7 @@ from __future__ import annotations
 import enum
 import pickle
 from types import MemberDescriptorType
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ._text import safe_text
 
@@ -39,10 +46,14 @@ __all__ = [
     "ChaosHangError",
     "ConfigError",
     "ErrorCode",
+    "NodeBulkheadFullError",
     "NodeCancellationError",
     "NodeCircuitOpenError",
     "NodeExecutionError",
+    "NodeFallbackExhaustedError",
+    "NodeRateLimitedError",
     "NodeRetryExhaustedError",
+    "NodeStreamInterruptedError",
     "NodeTimeoutError",
     "NodeValidationError",
     "StateValidationError",
@@ -58,6 +69,9 @@ class ErrorCode(enum.StrEnum):
     CANCELLED = "CANCELLED"
     CIRCUIT_OPEN = "CIRCUIT_OPEN"
     UNKNOWN = "UNKNOWN"
+    # Load control (Policy.rate_limit, Policy.bulkhead): our own refusals.
+    RATE_LIMITED = "RATE_LIMITED"
+    BULKHEAD_FULL = "BULKHEAD_FULL"
 
 
 MESSAGE_TEMPLATES: Final[Mapping[ErrorCode, str]] = {
@@ -70,6 +84,10 @@ MESSAGE_TEMPLATES: Final[Mapping[ErrorCode, str]] = {
         "next probe in {recovery_time}s"
     ),
     ErrorCode.UNKNOWN: "node {node} failed: {detail}",
+    ErrorCode.RATE_LIMITED: "node {node} is rate limited ({limit} per {per}s{key}): {detail}",
+    ErrorCode.BULKHEAD_FULL: (
+        "node {node} has {max_concurrent} calls in flight and {max_queue} waiting; call rejected"
+    ),
 }
 
 
@@ -374,18 +392,30 @@ class StateValidationError(NodeValidationError):
 class AbandonedThreadLimitError(NodeExecutionError, RuntimeError):
     """Too many abandoned worker threads are still running to start another.
 
-    Raised before the function is called. Not retryable: retrying would be
-    refused the same way until the stuck threads finish.
+    Raised before the function is called, when the node has
+    ``MAX_ABANDONED_THREADS`` (32) abandoned threads still running, or the whole
+    process ``MAX_ABANDONED_THREADS_TOTAL`` (256). It is our own refusal, not
+    evidence about the node's dependency: classified as a local refusal
+    (category ``rejected``, like a full bulkhead or a rate limit), so a breaker
+    neither counts it nor resets its count, and it is not retried (a retry
+    would be refused the same way until the stuck threads finish).
 
     Attributes:
         limit: The limit that was reached.
+        scope: Which one: ``"node"`` (this node's own budget) or ``"process"``
+            (the cap over all nodes).
     """
 
-    def __init__(self, limit: int, /, *, node: str | None = None) -> None:
+    def __init__(
+        self, limit: int, /, *, node: str | None = None, scope: Literal["node", "process"] = "node"
+    ) -> None:
         self.limit = limit
+        self.scope = scope
+        running = "of this node" if scope == "node" else "in this process"
         super().__init__(
-            f"node {node or '<unnamed>'}: {limit} abandoned worker threads are still "
-            "running; refusing to start another sync call under a timeout or cancel token",
+            f"node {node or '<unnamed>'}: {limit} abandoned worker threads {running} are "
+            "still running; refusing to start another sync call under a timeout or cancel "
+            "token",
             node=node,
         )
 
@@ -397,3 +427,169 @@ class ChaosHangError(NodeExecutionError, TimeoutError):
     """
 
     code = ErrorCode.NODE_TIMEOUT
+
+
+# --- strategies for LLM calls (issue 17) -----------------------------------------------
+
+
+class NodeFallbackExhaustedError(NodeExecutionError):
+    """The primary callable and every alternative tried after it failed.
+
+    Raised by `Policy.fallback` ``from`` the last error. Its code is
+    ``RETRY_EXHAUSTED`` (a route is a retry across callables); it is classified
+    by its members, like an exception group: retryable only if every error is.
+
+    Attributes:
+        errors: What each callable tried raised, in order, the primary first.
+        callables: The names of those callables, in the same order.
+    """
+
+    code = ErrorCode.RETRY_EXHAUSTED
+
+    def __init__(
+        self,
+        errors: Iterable[BaseException],
+        /,
+        *,
+        callables: Iterable[str] = (),
+        node: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.errors: tuple[BaseException, ...] = tuple(errors)
+        names = tuple(callables)
+        self.callables: tuple[str, ...] = names + tuple(
+            f"#{index}" for index in range(len(names), len(self.errors))
+        )
+        routes = "; ".join(
+            f"{name}: {type(error).__name__}: {safe_text(error, 300)}"
+            for name, error in zip(self.callables, self.errors, strict=False)
+        )
+        super().__init__(
+            message or f"node {node or '<unnamed>'} failed on every route it tried: {routes}",
+            node=node,
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        rebuild, args, state = super().__reduce__()
+        state["errors"] = tuple(_picklable(error) for error in self.errors)
+        return (rebuild, args, state)
+
+
+class NodeStreamInterruptedError(NodeExecutionError):
+    """A stream failed after its first item reached the caller.
+
+    From then on the stream is committed: a retry or a fallback would deliver
+    the items again, so neither happens. Raised ``from`` the error that ended the
+    stream; the underlying stream has been closed. Not retryable; its code is
+    ``UNKNOWN`` and its category (in `classify_error`) that of its cause.
+
+    Attributes:
+        items_delivered: How many items the caller received before the failure.
+        last_error: The error that ended the stream (also ``__cause__``).
+    """
+
+    def __init__(
+        self,
+        items_delivered: int,
+        last_error: BaseException,
+        /,
+        *,
+        node: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.items_delivered = int(items_delivered)
+        self.last_error = last_error
+        super().__init__(
+            message
+            or (
+                f"node {node or '<unnamed>'}: the stream failed after {self.items_delivered} "
+                f"items were delivered: {type(last_error).__name__}: {safe_text(last_error)}"
+            ),
+            node=node,
+        )
+
+
+# --- load control: our own refusals (Policy.rate_limit, Policy.bulkhead) --------------
+
+
+class NodeRateLimitedError(NodeExecutionError):
+    """A rate limit had no capacity for the call within the time it may wait.
+
+    Raised before the function is called, so nothing of the limit was spent. It is
+    our own refusal, not evidence about the dependency: never counted by a
+    breaker, and not retried (the layer already waited as long as it was allowed
+    to: within ``max_wait`` and the enclosing deadline).
+
+    Attributes:
+        limit: The limit (calls, or cost units) per period.
+        per: The period, in seconds.
+        key: The limit's key (shared by every process using it), if named.
+        retry_after: Seconds until the limit has capacity again, when known.
+    """
+
+    code = ErrorCode.RATE_LIMITED
+
+    def __init__(
+        self,
+        limit: int,
+        per: float,
+        /,
+        *,
+        key: str | None = None,
+        retry_after: float | None = None,
+        reason: str = "no capacity within the time it may wait",
+        node: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.limit = int(limit)
+        self.per = float(per)
+        self.key = key
+        self.retry_after = None if retry_after is None else max(0.0, float(retry_after))
+        super().__init__(
+            message
+            or _format_message(
+                self.code,
+                node=node or "<unnamed>",
+                limit=self.limit,
+                per=self.per,
+                key=f", key {key!r}" if key else "",
+                detail=reason,
+            ),
+            node=node,
+        )
+
+
+class NodeBulkheadFullError(NodeExecutionError):
+    """A bulkhead had every slot in use and its queue full: the call was rejected.
+
+    Raised at once, before the function is called. Our own refusal: never counted
+    by a breaker and not retried.
+
+    Attributes:
+        max_concurrent: Calls the bulkhead lets run at once.
+        max_queue: Calls it lets wait for a slot.
+    """
+
+    code = ErrorCode.BULKHEAD_FULL
+
+    def __init__(
+        self,
+        max_concurrent: int,
+        max_queue: int,
+        /,
+        *,
+        node: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.max_concurrent = int(max_concurrent)
+        self.max_queue = int(max_queue)
+        super().__init__(
+            message
+            or _format_message(
+                self.code,
+                node=node or "<unnamed>",
+                max_concurrent=self.max_concurrent,
+                max_queue=self.max_queue,
+            ),
+            node=node,
+        )

@@ -1,8 +1,29 @@
-"""Shared fixtures: every async test runs on asyncio and on trio."""
+"""Shared fixtures: every async test runs on asyncio and on trio; logs print nothing."""
 
 from __future__ import annotations
 
 import pytest
+import structlog
+
+
+def quiet_logs() -> None:
+    """Keep structlog's processors but send what they render nowhere.
+
+    structlog's default configuration prints every event to stdout, and worker
+    threads that outlive a test (``node.abandoned_thread_finished``) would print
+    into later tests' output. Events still go through the processors, so
+    `structlog.testing.capture_logs` (which swaps the processors) sees them all.
+    """
+    structlog.configure(logger_factory=structlog.ReturnLoggerFactory())
+
+
+quiet_logs()
+
+
+@pytest.fixture(autouse=True)
+def _logs_stay_quiet() -> None:
+    """Restore the quiet output before each test (some tests reset structlog's defaults)."""
+    quiet_logs()
 
 
 @pytest.fixture(

@@ -8,7 +8,7 @@ import math
 import socket
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 from _helpers import trio_cancelled
@@ -16,6 +16,7 @@ from cattrs.errors import ClassValidationError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from resilient_nodes._breaker import counts_as_failure
 from resilient_nodes._classification import (
     ClassificationRule,
     ErrorCategory,
@@ -27,6 +28,7 @@ from resilient_nodes._classification import (
     unregister_classification_rule,
 )
 from resilient_nodes.errors import (
+    AbandonedThreadLimitError,
     ConfigError,
     ErrorCode,
     NodeCancellationError,
@@ -80,9 +82,12 @@ def rules() -> Iterator[list[ClassificationRule]]:
         (504, ErrorCategory.SERVER, True),
         (599, ErrorCategory.SERVER, True),
         (400, ErrorCategory.CLIENT, False),
-        (401, ErrorCategory.CLIENT, False),
-        (403, ErrorCategory.CLIENT, False),
+        # issue 17: authentication and permission errors are their own category
+        (401, ErrorCategory.AUTH, False),
+        (402, ErrorCategory.QUOTA, False),
+        (403, ErrorCategory.AUTH, False),
         (404, ErrorCategory.CLIENT, False),
+        (529, ErrorCategory.SERVER, True),
         (422, ErrorCategory.CLIENT, False),
     ],
 )
@@ -359,6 +364,23 @@ def test_own_errors() -> None:
     )
     plain = classify_error(NodeExecutionError("x"))
     assert (plain.category, plain.retryable) == (ErrorCategory.UNKNOWN, False)
+
+
+@pytest.mark.parametrize("scope", ["node", "process"])
+def test_abandoned_thread_limit_is_a_neutral_refusal(scope: Literal["node", "process"]) -> None:
+    """Our refusal to start one more thread is not retried and no breaker counts it."""
+    error = AbandonedThreadLimitError(32, node="plan", scope=scope)
+    verdict = classify_error(error)
+    # A local refusal (issue 18): once filed under circuit_open for want of a
+    # better category, now `rejected` with the bulkhead and the rate limit.
+    assert (verdict.category, verdict.retryable, verdict.retry_after) == (
+        ErrorCategory.REJECTED,
+        False,
+        None,
+    )
+    assert not counts_as_failure(error)
+    # Unlike the unknown errors it used to be classified as, which a breaker counts.
+    assert counts_as_failure(NodeExecutionError("x"))
 
 
 # --- exception groups ---------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -13,11 +14,13 @@ from hypothesis import strategies as st
 
 from resilient_nodes._config import (
     LLM_RETRY,
+    MAX_DURATION,
     TOOL_RETRY,
     VALIDATION_RETRY,
     BreakerConfig,
     RetryConfig,
     TimeoutConfig,
+    checked_duration,
     load_config,
     load_toml,
     to_seconds,
@@ -156,6 +159,68 @@ def test_breaker_validators(data: dict[str, Any], line: str) -> None:
 def test_timeout_validators(data: dict[str, Any], line: str) -> None:
     """Each timeout validator names its field; seconds is required."""
     assert _problems(data, TimeoutConfig, "timeout") == [line]
+
+
+_DURATION_FIELDS = [
+    (TimeoutConfig, "seconds", {}),
+    (TimeoutConfig, "cleanup_timeout", {"seconds": 1}),
+    (BreakerConfig, "recovery_timeout", {}),
+    (RetryConfig, "backoff", {}),
+    (RetryConfig, "max_backoff", {}),
+    (RetryConfig, "max_retry_after", {}),
+]
+
+
+@pytest.mark.parametrize(("cls", "field", "base"), _DURATION_FIELDS)
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [(1e10, "1e+10"), (1e308, "1e+308"), (10**12, "1e+12"), (timedelta(days=365), "3.1536e+07")],
+)
+def test_huge_finite_durations_are_config_errors(
+    cls: type[Any], field: str, base: dict[str, Any], value: object, shown: str
+) -> None:
+    """A finite duration past MAX_DURATION is refused when built, naming the field.
+
+    Before, ``Policy.timeout(1e10)`` on a sync function (and a breaker or retry
+    with such durations) raised OverflowError only when called.
+    """
+    line = f"must be <= 2073600 (24 days), got {shown}"
+    with pytest.raises(ConfigError) as caught:
+        cls(**base, **{field: value})
+    assert caught.value.problems == ((field, line),)
+    assert _problems({**base, field: value}, cls, "cfg") == [f"cfg.{field}: {line}"]
+
+
+@pytest.mark.parametrize(("cls", "field", "base"), _DURATION_FIELDS)
+def test_max_duration_itself_is_accepted(cls: type[Any], field: str, base: dict[str, Any]) -> None:
+    """MAX_DURATION (as seconds or as a timedelta) is a valid value of every duration."""
+    extra = {"max_backoff": MAX_DURATION} if field == "backoff" else {}
+    assert getattr(cls(**base, **extra, **{field: MAX_DURATION}), field) == MAX_DURATION
+    assert getattr(cls(**base, **extra, **{field: timedelta(days=24)}), field) == MAX_DURATION
+    with pytest.raises(ConfigError):
+        cls(**base, **extra, **{field: math.nextafter(MAX_DURATION, math.inf)})
+
+
+def test_max_duration_fits_every_platforms_waits() -> None:
+    """24 days; a jittered backoff (up to twice it) still fits every platform's waits.
+
+    ``threading.TIMEOUT_MAX`` is 49.7 days on Windows (2**32 ms), the smallest
+    of any platform; larger waits raise OverflowError.
+    """
+    assert timedelta(seconds=MAX_DURATION) == timedelta(days=24)
+    assert min(threading.TIMEOUT_MAX, 2**32 / 1000) > 2 * MAX_DURATION
+
+
+def test_the_shared_duration_check_refuses_huge_values() -> None:
+    """to_seconds and checked_duration (used by chaos and Redis options) share the bound."""
+    with pytest.raises(ConfigError, match=r"^delay: must be <= 2073600 \(24 days\), got 1e\+10$"):
+        to_seconds(1e10, name="delay")
+    problems: list[tuple[str, str]] = []
+    assert checked_duration(1e10, "lease", problems, positive=True, default=1.0) == 1.0
+    assert problems == [("lease", "must be <= 2073600 (24 days), got 1e+10")]
+    assert checked_duration(MAX_DURATION, "lease", problems, positive=True, default=1.0) == (
+        MAX_DURATION
+    )
 
 
 def test_every_problem_is_listed() -> None:

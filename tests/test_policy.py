@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import textwrap
+import threading
+import time
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -14,16 +16,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from resilient_nodes import (
+    CancelToken,
     ConfigError,
+    ErrorCode,
     NodeCircuitOpenError,
     NodeRetryExhaustedError,
     NodeTimeoutError,
     Policy,
+    RedisBreakerStorage,
+    create_node,
     load_node_policies,
 )
+from resilient_nodes._config import MAX_DURATION
 from resilient_nodes.testing import no_backoff
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 # --- strategies ----------------------------------------------------------------------
@@ -306,6 +314,223 @@ def test_load_node_policies_errors_have_node_paths(tmp_path: Path) -> None:
         bad = tmp_path / "bad.toml"
         bad.write_text("[nodes\n")
         load_node_policies(bad)
+
+
+# --- malformed config files (defect 9) ---------------------------------------------------
+
+
+def _deep(depth: int) -> object:
+    value: object = "llm"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("preset", "shown"),
+    [
+        (["llm"], "must be a preset (one of: llm, tool, validation), got ['llm'] (list)"),
+        (
+            {"name": "llm"},
+            "must be a preset (one of: llm, tool, validation), got {'name': 'llm'} (dict)",
+        ),
+        (3, "must be a preset (one of: llm, tool, validation), got 3 (int)"),
+    ],
+)
+def test_a_preset_that_is_not_a_name_is_a_config_error(preset: object, shown: str) -> None:
+    """``preset = ["llm"]`` or a table is a ConfigError at its path, not a TypeError."""
+    with pytest.raises(ConfigError) as caught:
+        Policy.from_dict({"layers": [{"type": "retry", "preset": preset}]})
+    ((path, message),) = caught.value.problems
+    assert path == "layers[0].preset"
+    assert message == shown
+
+
+def test_every_problem_of_a_file_is_listed(tmp_path: Path) -> None:
+    """A bad preset no longer aborts the file: every node's problems are listed."""
+    path = tmp_path / "policies.toml"
+    path.write_text(
+        textwrap.dedent(
+            """
+            surprise = 1
+
+            [nodes.plan]
+            layers = [{ type = "retry", preset = ["llm"], attempts = 0 }]
+
+            [nodes.fetch]
+            layers = [{ type = "retry", preset = { name = "llm" } }, { type = "timeout", seconds = 0 }]
+
+            [nodes.check]
+            layers = [{ type = ["timeout"] }]
+            extra = true
+            """
+        )
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_node_policies(path)
+    assert [path for path, _ in caught.value.problems] == [
+        "",
+        "nodes.plan.layers[0].preset",
+        "nodes.plan.layers[0].attempts",
+        "nodes.fetch.layers[0].preset",
+        "nodes.fetch.layers[1].seconds",
+        "nodes.check",
+        "nodes.check.layers[0].type",
+    ]
+
+
+@pytest.mark.parametrize("text", ["[" * 2000 + "]" * 2000, "{ a = " * 2000 + "1" + " }" * 2000])
+def test_a_deeply_nested_toml_file_is_a_config_error(tmp_path: Path, text: str) -> None:
+    """Nesting too deep for the TOML parser is a ConfigError naming the file."""
+    path = tmp_path / "deep.toml"
+    path.write_text(f'[nodes.plan]\nlayers = [{{ type = "timeout", seconds = {text} }}]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_node_policies(path)
+    assert caught.value.problems == (
+        (str(path), "invalid TOML: arrays or tables nested too deeply"),
+    )
+
+
+@pytest.mark.parametrize("field", ["type", "preset", "attempts"])
+def test_deeply_nested_values_in_plain_data_are_config_errors(field: str) -> None:
+    """A value nested too deeply to repr is still reported, at its path."""
+    layer = {"type": "retry", field: _deep(5000)}
+    with pytest.raises(ConfigError) as caught:
+        Policy.from_dict({"layers": [layer]})
+    assert [path for path, _ in caught.value.problems] == [f"layers[0].{field}"]
+
+
+def test_keys_of_mixed_types_are_listed() -> None:
+    """Unknown keys of different types (from a dict built in code) are all named."""
+    with pytest.raises(ConfigError) as caught:
+        Policy.from_dict({1: 2, "x": 3, "layers": "no"})
+    assert caught.value.problems == (
+        ("", "unknown key(s): 1, x"),
+        ("layers", "must be a list, got str"),
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_node_policies({2: 1, "y": 1, "nodes": {"plan": {"layers": []}}})
+    assert caught.value.problems == (("", "unknown top-level key(s): 2, y"),)
+
+
+def test_a_loader_tripping_over_odd_data_still_gives_a_config_error() -> None:
+    """A layer's loader failing on data it did not expect is reported at that layer."""
+    storage = {"type": "redis", "url": "redis://127.0.0.1:1", 1: 2, "x": 3}
+    with pytest.raises(ConfigError) as caught:
+        Policy.from_dict(
+            {
+                "layers": [
+                    {"type": "breaker", "storage": storage},
+                    {"type": "timeout", "seconds": -1},
+                ]
+            }
+        )
+    (first, second) = caught.value.problems
+    assert first[0] == "layers[0]"
+    assert first[1].startswith("invalid layer: TypeError: ")
+    assert second == ("layers[1].seconds", "must be >= 0, got -1")
+    assert isinstance(caught.value.__cause__, TypeError)
+
+
+# --- huge durations (defect 8) ----------------------------------------------------------
+
+
+_HUGE = 1e10
+
+
+@pytest.mark.parametrize(
+    ("build", "field"),
+    [
+        (lambda: Policy.timeout(_HUGE), "seconds"),
+        (lambda: Policy.timeout(1, cleanup_timeout=_HUGE), "cleanup_timeout"),
+        (lambda: Policy.breaker(recovery_timeout=1e308), "recovery_timeout"),
+        (lambda: Policy.retry(backoff=_HUGE, max_backoff=_HUGE), "backoff"),
+        (lambda: Policy.retry(max_backoff=_HUGE), "max_backoff"),
+        (lambda: Policy.retry(max_retry_after=_HUGE), "max_retry_after"),
+        (lambda: Policy.llm(max_backoff=_HUGE), "max_backoff"),
+        (lambda: Policy.chaos(latency=_HUGE), "latency"),
+        (lambda: Policy.chaos(max_hang=_HUGE), "max_hang"),
+        (lambda: RedisBreakerStorage("redis://127.0.0.1:1", timeout=_HUGE), "timeout"),
+        (
+            lambda: RedisBreakerStorage("redis://127.0.0.1:1", refresh_interval=_HUGE),
+            "refresh_interval",
+        ),
+        (lambda: RedisBreakerStorage("redis://127.0.0.1:1", probe_lease=_HUGE), "probe_lease"),
+        (
+            lambda: RedisBreakerStorage("redis://127.0.0.1:1", warn_interval=_HUGE),
+            "warn_interval",
+        ),
+    ],
+)
+def test_huge_durations_are_refused_when_built(build: Callable[[], object], field: str) -> None:
+    """Every duration option refuses a huge finite value at build time, naming the field.
+
+    Before, ``Policy.timeout(1e10)`` on a sync function, an open breaker with
+    ``recovery_timeout=1e308`` and a sync retry with a 1e10 s backoff raised
+    OverflowError at call time.
+    """
+    with pytest.raises(ConfigError) as caught:
+        build()
+    (problem,) = caught.value.problems
+    assert problem[0] == field
+    assert problem[1].startswith("must be <= 2073600 (24 days), got 1e+")
+
+
+def test_huge_durations_in_plain_data_name_their_path() -> None:
+    """Loaded from data, each huge duration is listed with its path, all at once."""
+    with pytest.raises(ConfigError) as caught:
+        Policy.from_dict(
+            {
+                "layers": [
+                    {"type": "retry", "backoff": _HUGE, "max_backoff": _HUGE},
+                    {
+                        "type": "breaker",
+                        "recovery_timeout": _HUGE,
+                        "storage": {"type": "redis", "url": "redis://127.0.0.1:1", "timeout": 1e12},
+                    },
+                    {"type": "timeout", "seconds": _HUGE, "cleanup_timeout": _HUGE},
+                ]
+            }
+        )
+    assert [path for path, _ in caught.value.problems] == [
+        "layers[0].backoff",
+        "layers[0].max_backoff",
+        "layers[1].recovery_timeout",
+        "layers[1].storage.timeout",
+        "layers[2].seconds",
+        "layers[2].cleanup_timeout",
+    ]
+
+
+def test_the_longest_durations_work_at_call_time() -> None:
+    """At MAX_DURATION a sync timeout, an open breaker and a jittered backoff do not overflow."""
+    assert Policy.timeout(MAX_DURATION).wrap(lambda: time.sleep(0.01) or 1)() == 1
+
+    def down(_state: object = None) -> None:
+        raise ConnectionError("down")
+
+    guarded = Policy.breaker(failure_threshold=1, recovery_timeout=MAX_DURATION).wrap(down)
+    with pytest.raises(ConnectionError):
+        guarded()
+    with pytest.raises(NodeCircuitOpenError) as caught:
+        guarded()
+    assert MAX_DURATION - 60 < caught.value.recovery_time <= MAX_DURATION
+
+    # The backoff (up to twice MAX_DURATION with full jitter) really starts to
+    # wait, and a cancel token ends it.
+    node = create_node(
+        down,
+        name="backoff",
+        policy=Policy.retry(backoff=MAX_DURATION, max_backoff=MAX_DURATION, jitter=1.0),
+    )
+    token = CancelToken()
+    timer = threading.Timer(0.05, token.cancel)
+    timer.start()
+    started = time.monotonic()
+    update = node({}, config={"configurable": {"cancel_token": token}})
+    timer.join()
+    assert time.monotonic() - started < 2
+    assert update["errors"][0]["code"] == ErrorCode.CANCELLED.value
 
 
 # --- wrap keeps kind and signature --------------------------------------------------

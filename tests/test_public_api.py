@@ -48,6 +48,9 @@ EXPECTED_ROOT = {
     "ConfigError",
     "AbandonedThreadLimitError",
     "ChaosHangError",
+    # strategies for LLM calls (issue 17)
+    "NodeFallbackExhaustedError",
+    "NodeStreamInterruptedError",
     # classification
     "classify_error",
     "is_retryable_node_error",
@@ -99,9 +102,15 @@ EXPECTED_ROOT = {
     "add_errors",
     "create_blocked_update",
     "merge_state_updates",
-    # logging
+    # logging (create_node_logger is the seed's createNodeLogger / ...WithContext)
     "LOGGER_NAME",
     "LogEvent",
+    "NodeLogger",
+    "create_node_logger",
+    # load control (issue 18)
+    "NodeBulkheadFullError",
+    "NodeRateLimitedError",
+    "RetryBudget",
 }
 
 # Importable from the root, but only on first use: they need an optional extra.
@@ -309,7 +318,14 @@ def test_the_cycle_finder_finds_a_cycle(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_adapters_alone_import_their_library() -> None:
     """tenacity only in the retry adapter, pybreaker only in the breaker adapter."""
-    owners = {"tenacity": {"_retry"}, "pybreaker": {"_breaker"}, "redis": {"_redis_storage"}}
+    owners = {
+        "tenacity": {"_retry"},
+        "pybreaker": {"_breaker"},
+        # The rate limit's shared window is limits' Redis storage, whose client
+        # it configures (timeouts, no retries): the second redis adapter.
+        "redis": {"_redis_storage", "_ratelimit"},
+        "limits": {"_ratelimit"},
+    }
     for name, tree in _modules().items():
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
@@ -320,3 +336,24 @@ def test_adapters_alone_import_their_library() -> None:
                 continue
             for library, allowed in owners.items():
                 assert library not in roots or name in allowed, f"{name} imports {library}"
+
+
+def test_version_is_the_installed_distributions() -> None:
+    """`__version__` is read from the metadata on first use; it is not part of `__all__`."""
+    from importlib.metadata import version
+
+    assert resilient_nodes.__version__ == version("resilient-nodes")
+    assert "__version__" not in resilient_nodes.__all__
+
+
+def test_version_without_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A source tree that was never installed reports a valid placeholder version."""
+    import importlib.metadata
+
+    def missing(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    monkeypatch.delitem(vars(resilient_nodes), "__version__", raising=False)
+    assert resilient_nodes.__version__ == "0+unknown"
+    monkeypatch.delitem(vars(resilient_nodes), "__version__")  # not cached for later tests

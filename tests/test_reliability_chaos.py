@@ -7,9 +7,10 @@ import operator
 import threading
 import time
 from datetime import timedelta
-from typing import Annotated, Any, TypedDict
+from typing import TYPE_CHECKING, Annotated, Any, TypedDict
 
 import anyio
+import attrs
 import pytest
 from langgraph.graph import END, START, StateGraph
 from structlog.testing import capture_logs
@@ -19,6 +20,9 @@ from resilient_nodes._chaos import ChaosConfig
 from resilient_nodes._logging import LogEvent
 from resilient_nodes.errors import ChaosHangError
 from resilient_nodes.testing import no_backoff
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def _count(logs: list[dict[str, Any]], fault: str) -> int:
@@ -190,11 +194,38 @@ def test_a_graph_under_chaos_completes_with_errors_recorded() -> None:
         ({"seed": 1.5}, "seed"),
     ],
 )
-def test_bad_chaos_options_are_config_errors(kwargs: dict[str, Any], path: str) -> None:
-    """Every invalid option is refused with its name in the error."""
+@pytest.mark.parametrize("build", [Policy.chaos, ChaosConfig, ChaosConfig.create])
+def test_bad_chaos_options_are_config_errors(
+    build: Callable[..., object], kwargs: dict[str, Any], path: str
+) -> None:
+    """Every invalid option is refused with its name in the error, however the config is built."""
     with pytest.raises(ConfigError) as raised:
-        Policy.chaos(**kwargs)
+        build(**kwargs)
     assert path in [p for p, _ in raised.value.problems]
+
+
+def test_chaos_config_reports_every_invalid_field_at_once() -> None:
+    """The class itself validates at construction, and one error lists every bad field."""
+    with pytest.raises(ConfigError) as raised:
+        ChaosConfig(error_rate=5, errors=(KeyError, 3), latency=-1, hang_rate=2, seed="x")  # type: ignore[arg-type]
+    assert raised.value.problems == (
+        ("error_rate", "must be <= 1, got 5"),
+        ("errors[1]", "must be an exception class or a factory, got int"),
+        ("latency", "must be >= 0, got -1"),
+        ("hang_rate", "must be <= 1, got 2"),
+        ("seed", "must be an int or None, got str"),
+    )
+    with pytest.raises(ConfigError, match=r"^error_rate: must be <= 1, got 5$"):
+        attrs.evolve(ChaosConfig(), error_rate=5)
+
+
+def test_chaos_config_normalises_like_create() -> None:
+    """Built directly, a config stores float seconds and rates and a tuple of errors."""
+    config = ChaosConfig(error_rate=1, errors=KeyError, latency=timedelta(seconds=2), max_hang=3)
+    assert config == ChaosConfig.create(error_rate=1.0, errors=(KeyError,), latency=2.0, max_hang=3)
+    assert (config.error_rate, config.latency, config.max_hang) == (1.0, 2.0, 3.0)
+    assert all(type(v) is float for v in (config.error_rate, config.latency, config.max_hang))
+    assert config.errors == (KeyError,)
 
 
 def test_chaos_round_trips_through_plain_data() -> None:

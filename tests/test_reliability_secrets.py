@@ -10,6 +10,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from resilient_nodes import Policy, create_node
+from resilient_nodes._records import MAX_MESSAGE_LENGTH
 from resilient_nodes.testing import no_backoff
 
 OPENAI_KEY = "sk-proj-Q3v9xT2mB7nR4kL8pW1zY6cJ0hF5dA2s"
@@ -148,3 +149,56 @@ def test_sync_unprintable_on_timeout_failure_keeps_the_timeout() -> None:
     with pytest.raises(TimeoutError) as raised:
         wrapped()
     assert isinstance(raised.value.__cause__, _UnprintableError)
+
+
+AWS_SECRET = "2O76UMFxFkM+R5Kjp1vRt/1fjORS+6ilI8ihN5KX"  # noqa: S105 - fake, leaked on purpose
+PEM_BODY = "MIIEowIBAAKCAQEA1b2c3d4e5f6g7h8i9j0kLmNoPqRsTuVwXyZ"
+MORE_SECRETS = (
+    "Redis-Secret-9",
+    "p@ss/w0rd",
+    AWS_SECRET,
+    PEM_BODY,
+    "hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567",
+    "sk_live_51H8abcdefGHIJKL0123456789",
+    "T0001/B0002/XyZ123abcDEF456",
+    "eyJzdWIiOiJib2IifQ",
+    "cut-Sup3r-secret",
+)
+
+
+def _more_leaks() -> ConnectionError:
+    head = (
+        "cache redis://:Redis-Secret-9@cache:6379/0 and db postgres://app:p@ss/w0rd@db/app\n"
+        f"boto: aws_secret_access_key {AWS_SECRET}\n"
+        f"key:\n-----BEGIN PRIVATE KEY-----\n{PEM_BODY}\n-----END PRIVATE KEY-----\n"
+        "hub: hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567 stripe: sk_live_51H8abcdefGHIJKL0123456789\n"
+        "alert: https://hooks.slack.com/services/T0001/B0002/XyZ123abcDEF456\n"
+        "id_token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJl\n"
+    )
+    # A request body echoed without spaces, so the message's 2,000-character cut
+    # falls inside the password's value ("cut-S|up3r...").
+    key = '{"password":"'
+    padding = "x" * (MAX_MESSAGE_LENGTH - len(head) - len(key) - 5)
+    body = f'{key}cut-Sup3r-secret","messages":"{"m" * 3000}"}}'
+    return ConnectionError(head + padding + body)
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_more_kinds_of_secret_are_not_recorded_or_logged(kind: str) -> None:
+    """URL passwords with @ or / or no user, AWS and PEM keys, hf_/Stripe/Slack/JWT, a cut JSON value."""
+
+    def impl(state: dict[str, Any]) -> dict[str, Any]:
+        raise _more_leaks()
+
+    async def aimpl(state: dict[str, Any]) -> dict[str, Any]:
+        raise _more_leaks()
+
+    node = create_node(impl if kind == "sync" else aimpl, name="leaky", policy=Policy.llm())
+    with no_backoff(), capture_logs() as logs:
+        result = node({}) if kind == "sync" else anyio.run(node, {})
+    (record,) = result["errors"]
+    dumped, logged = json.dumps(record), repr(logs)
+    for secret in MORE_SECRETS:
+        assert secret not in dumped, secret
+        assert secret not in logged, secret
+    assert "postgres://[REDACTED]@db/app" in record["message"]

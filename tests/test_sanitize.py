@@ -5,15 +5,32 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
 import cattrs
 import pytest
 
-from resilient_nodes._sanitize import normalize_error, redact_secrets, sanitize_traceback
+from resilient_nodes import _sanitize as sanitize_module
+from resilient_nodes._sanitize import (
+    CUT_CONTEXT,
+    error_text,
+    normalize_error,
+    redact_secrets,
+    redacted_head,
+    redacted_tail,
+    sanitize_traceback,
+)
 from resilient_nodes.errors import ErrorCode, NodeExecutionError
 
 _ABSOLUTE = re.compile(r"(?<![\w.~])/(?:home|root|usr|tmp|work|opt|Users|var)\b")
+
+_PEM = (
+    "-----BEGIN RSA PRIVATE KEY-----\n"
+    "MIIEowIBAAKCAQEA1b2c3d4e5f6g7h8i9j0kLmNoPqRsTuVwXyZ+/AbCdEf\n"
+    "GhIjKlMnOpQrStUvWxYz0123456789+/AbCdEfGhIjKlMnOpQ==\n"
+    "-----END RSA PRIVATE KEY-----"
+)
 
 
 def _raise_through_json() -> BaseException:
@@ -152,6 +169,23 @@ def test_unprintable_exception() -> None:
         ("X-Api-Key: live_0123456789", "live_0123456789"),
         ("client_secret='correct horse battery staple'", "horse"),
         ("DB_PASSWORD=s3cr3t; next", "s3cr3t"),
+        ("cannot reach redis://:Secret42@cache:6379/0", "Secret42"),
+        ("could not connect to postgres://u:p@ss/w0rd@host/db", "w0rd"),
+        ("could not connect to postgres://u:p@ss/w0rd@host/db", "p@ss"),
+        ("aws_secret_access_key wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtn"),
+        ("env: AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "wJalrXUtn"),
+        ('{"SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}', "wJalrXUtn"),
+        ("signature mismatch for 2O76UMFxFkM+R5Kjp1vRt/1fjORS+6ilI8ihN5KX.", "2O76UMFx"),
+        (f"loaded {_PEM} from disk", "MIIEowIBAAKCAQEA"),
+        (f"settings: {{'private_key': {_PEM!r}}}", "MIIEowIBAAKCAQEA"),
+        ("hub rejected hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567", "AbCdEfGhIj"),
+        ("stripe: invalid key sk_live_51H8abcdefGHIJKL0123456789", "51H8abcdef"),
+        ("stripe: invalid key rk_live_51H8abcdefGHIJKL0123456789", "51H8abcdef"),
+        ("POST https://hooks.slack.com/services/T0001/B0002/XyZ123abcDEF456 failed", "XyZ123abc"),
+        ("id_token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl expired", "eyJzdWIi"),
+        ("unsigned eyJhbGciOiJub25lIn0.eyJzdWIiOiIxIn0. rejected", "eyJzdWIi"),
+        ('body {"password":"hunter2-cut-off', "hunter2"),
+        ("""body {"password": "it's a \\"quoted\\" secret"}""", "quoted"),
     ],
 )
 def test_secrets_redacted(text: str, leaked: str) -> None:
@@ -170,6 +204,18 @@ def test_redaction_keeps_structure() -> None:
     )
     assert redact_secrets('{"api_key": "abc123"}') == '{"api_key": "[REDACTED]"}'
     assert redact_secrets("token=sk-proj-abcdefghijklmnop1234") == "token=[REDACTED]"
+    assert redact_secrets("redis://:pw@cache:6379") == "redis://[REDACTED]@cache:6379"
+    assert redact_secrets("postgres://u:p@ss/w0rd@host/db") == "postgres://[REDACTED]@host/db"
+    assert redact_secrets("go https://a.io/login?next=https://u:pw@b.io/x") == (
+        "go https://a.io/login?next=https://[REDACTED]@b.io/x"
+    )
+    assert redact_secrets(f"key:\n{_PEM}\nnext line") == "key:\n[REDACTED]\nnext line"
+    assert redact_secrets("https://hooks.slack.com/services/T1/B2/abc") == (
+        "https://hooks.slack.com/services/[REDACTED]"
+    )
+    assert redact_secrets("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY") == (
+        "aws_secret_access_key = [REDACTED]"
+    )
 
 
 def test_home_paths_become_tilde() -> None:
@@ -195,6 +241,15 @@ def test_home_paths_become_tilde() -> None:
         "Authorization header missing",
         "task-management failed on sklearn-compatible estimator",
         "KeyError: 'name' not found",
+        "checkout of 3f786850e387550fdab836ed7e6dc881de23001b failed",
+        "raised in HTTPConnectionPool2ResponseHandlerFactor",
+        "module langgraph/pregel/Runner3/ChannelsWrite/x not found",
+        "route api/v1/Users/1234/Orders/5678/LineItems/ returned 404",
+        "class ThisIsAVeryLongCamelCaseIdentifier2With3 is abstract",
+        "hf_hub_download failed; sk_live keys are not allowed in tests",
+        "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n-----END CERTIFICATE-----",
+        "see https://example.com/users/a@b.com and ssh://git@host:22/repo",
+        "the header eyJ is base64 for a JSON object",
     ],
 )
 def test_plain_prose_left_alone(text: str) -> None:
@@ -267,3 +322,112 @@ def test_url_credentials_redacted_when_working_directory_is_root() -> None:
         text = sanitize_traceback(error, relative_to="/")
     assert "hunter2" not in text
     assert "postgres://" in text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a-" * 32_000,  # a lazy key scan at every "-" took minutes on 32 KB of this
+        "-".join(["AbC_dEf0123456789"] * 4_000),  # base64url-like, with "-"
+        "a://x:" * 10_000,  # URL starts that never reach an "@"
+        "a://:" + "b@" * 32_000,  # a password with an "@" at every other character
+        "secret_access_key " * 3_500,
+        "eyJ-" * 16_000,
+        "-----BEGIN PRIVATE KEY-----" * 2_000,  # headers without a footer
+        "password" * 8_000,
+        'password:"' * 6_000,
+        "password" + " " * 64_000,
+        "/home/" * 10_000,
+        " Ab1" * 16_000,
+        ":" * 64_000,
+    ],
+    ids=lambda text: repr(text[:12]),
+)
+def test_redaction_is_linear_on_hostile_text(text: str) -> None:
+    """Text built to make the patterns backtrack is redacted in well under a second.
+
+    64 KB each; the old patterns took from seconds to minutes on some of these
+    (quadratic backtracking). The bound is generous: linear patterns take tens of
+    milliseconds here.
+    """
+    started = time.perf_counter()
+    redact_secrets(text)
+    assert time.perf_counter() - started < 1.0
+
+
+_STRADDLING = [
+    ("password=hunter2secretvalue", "hunter2secretvalue"),
+    ('{"password": "correct horse battery staple"}', "correct horse battery staple"),
+    ("postgres://admin:hunter2secret@db/app", "admin:hunter2secret"),
+    ("redis://:Secret42longer@cache/0", "Secret42longer"),
+    ("sk-proj-AbC123dEf456GhI789jKl0", "AbC123dEf456GhI789jKl0"),
+    ("Authorization: Bearer Zm9vYmFyYmF6cXV4MTIzNDU2", "Zm9vYmFyYmF6cXV4MTIzNDU2"),
+    ("aws_secret_access_key 2O76UMFxFkM+R5Kjp1vRt/1fjORS+6ilI8ihN5KX", "2O76UMFxFkM+R5Kjp1vRt"),
+    (_PEM, "MIIEowIBAAKCAQEA1b2c3d4e5f6g7h8i9j0kLmNoPqRsTuVwXyZ+/AbCdEfGhIjKlMn"),
+]
+
+
+def _fragments(secret: str, size: int = 5) -> list[str]:
+    return [
+        secret[i : i + size] for i in range(len(secret) - size + 1) if secret[i : i + size].strip()
+    ]
+
+
+@pytest.mark.parametrize(("text", "secret"), _STRADDLING, ids=[s[:12] for s, _ in _STRADDLING])
+def test_a_cut_never_leaves_part_of_a_secret(text: str, secret: str) -> None:
+    """Whatever character a head or tail cut falls on, no 5-character piece of the secret is kept."""
+    filler = "." * 50
+    whole = f"{filler} {text} {filler}"
+    for limit in range(len(filler), len(whole) - len(filler) + 1):
+        kept = redacted_head(whole, limit) + " | " + redacted_tail(whole, len(whole) - limit)
+        for fragment in _fragments(secret):
+            assert fragment not in kept, (limit, fragment, kept)
+
+
+def test_a_cut_keeps_the_text_around_a_secret() -> None:
+    """A cut inside a secret keeps its whole marker; text away from the cut is kept as is."""
+    text = "before password=hunter2secret after"
+    assert redacted_head(text, 20) == "before password=[REDACTED]"
+    assert redacted_tail(text, 20) == "password=[REDACTED] after"
+    assert redacted_head(text, 7) == "before "
+    assert redacted_tail(text, 6) == " after"
+    assert redacted_head("short", 10) == "short"
+
+
+def test_a_key_cut_off_its_header_is_still_redacted() -> None:
+    """Keeping the tail of a long private key whose header is far before the cut redacts the rest."""
+    body = "\n".join(["MIIJKAIBAAKCAgEAxYz0123456789abcdefGHIJKLMNOPqrstuvWXYZ+/AbCdEfGh"] * 60)
+    pem = f"-----BEGIN PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----"
+    text = f"key: {pem}\nValueError: bad key"
+    kept = redacted_tail(text, 1000)
+    assert "MIIJKAIB" not in kept
+    assert "xYz0123456789" not in kept
+    assert kept.endswith("[REDACTED]\nValueError: bad key")
+
+
+def test_redacting_a_cut_text_reads_a_bounded_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the kept part and CUT_CONTEXT characters beside it are handed to the patterns."""
+    seen: list[int] = []
+    redact = sanitize_module._redact
+
+    def spy(text: str, cut: int, *, keep_head: bool) -> tuple[str, int]:
+        seen.append(len(text))
+        return redact(text, cut, keep_head=keep_head)
+
+    monkeypatch.setattr(sanitize_module, "_redact", spy)
+    huge = "a-" * 500_000
+    redacted_head(huge, 300)
+    redacted_tail(huge, 300)
+    sanitize_traceback(RuntimeError(huge), max_length=300)
+    assert seen == [300 + CUT_CONTEXT] * 3
+
+
+def test_error_text_cut_inside_a_secret_keeps_none_of_it() -> None:
+    """A log line's message cut at its limit does not keep the start of a key or password."""
+    for offset in range(1, 25):
+        key = error_text(RuntimeError("x" * (500 - offset) + " sk-proj-AbC123dEf456GhI789jKl0"))
+        assert "proj-" not in key, offset
+        assert key.endswith("more chars]")
+        url = error_text(RuntimeError("x" * (500 - offset) + ",redis://app:hunter2secret@cache/0"))
+        assert "hunter" not in url, offset
+    assert error_text(RuntimeError("password=hunter2")) == "password=[REDACTED]"

@@ -119,6 +119,20 @@ def test_graph_state_reducers_match_merge_state_updates_tables():
     assert GraphState.__total__ is False
 
 
+def test_validation_schemas_have_the_public_records_keys():
+    """The private schemas the helpers validate against list the same keys as the public types."""
+    pairs = [
+        (state_module._GraphState, GraphState),
+        (state_module._EvidenceRef, state_module.EvidenceRef),
+        (state_module._GateDecision, state_module.GateDecision),
+        (state_module._NodeErrorRecord, NodeErrorRecord),
+    ]
+    for schema, public in pairs:
+        assert schema.__required_keys__ == public.__required_keys__, public
+        assert schema.__optional_keys__ == public.__optional_keys__, public
+    assert set(GraphState.__annotations__) == state_module._STATE_KEYS
+
+
 def test_gate_decision_values_are_the_documented_closed_set():
     """The gate decisions are exactly pass, fail, blocked and skip."""
     assert frozenset({"pass", "fail", "blocked", "skip"}) == GATE_DECISIONS
@@ -216,6 +230,21 @@ def test_update_artifact_paths_rejects_bad_names_and_paths():
     assert "artifact_paths['']: key must be a non-empty str, got '' (str)" in text
 
 
+class _BrokenPath:
+    def __fspath__(self) -> str:
+        raise RuntimeError("disk on fire")
+
+
+def test_a_value_that_fails_to_read_is_reported_with_the_others():
+    """A path whose __fspath__ raises is a problem at its path, next to the other problems."""
+    with pytest.raises(StateValidationError) as excinfo:
+        update_artifact_paths({"plan": _BrokenPath(), "log": ""})
+    assert excinfo.value.problems == (
+        ("artifact_paths['plan']", "could not be read (RuntimeError: disk on fire)"),
+        ("artifact_paths['log']", "must be a non-empty str, got '' (str)"),
+    )
+
+
 def test_update_artifact_paths_rejects_non_mapping():
     """A list of paths instead of a mapping is rejected by field name."""
     with pytest.raises(StateValidationError, match=r"^artifact_paths: must be a mapping"):
@@ -257,7 +286,7 @@ def test_add_evidence_refs_rejects_malformed_refs():
             "just a string",
         )
     text = _problem_text(excinfo)
-    assert "evidence_refs[0].uri: must be a non-empty str, got None (NoneType)" in text
+    assert "evidence_refs[0].uri: is required" in text
     assert "evidence_refs[1]: unknown key(s) 'url'; allowed: description, kind, node, uri" in text
     assert "evidence_refs[2].description: must be a str, got 3 (int)" in text
     assert "evidence_refs[3]: must be a mapping, got 'just a string' (str)" in text
@@ -325,8 +354,8 @@ def _good_record() -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"code": "NOPE"}, "errors[0].code: must be one of CANCELLED, CIRCUIT_OPEN"),
-        ({"category": 3}, "errors[0].category: must be one of cancelled, circuit_open"),
+        ({"code": "NOPE"}, "errors[0].code: must be one of BULKHEAD_FULL, CANCELLED, CIRCUIT_OPEN"),
+        ({"category": 3}, "errors[0].category: must be one of auth, cancelled, circuit_open"),
         ({"attempts": True}, "errors[0].attempts: must be an int >= 0, got True (bool)"),
         ({"attempts": -1}, "errors[0].attempts: must be an int >= 0, got -1 (int)"),
         ({"retryable": "no"}, "errors[0].retryable: must be a bool, got 'no' (str)"),
@@ -352,12 +381,11 @@ def test_add_errors_reports_missing_keys_and_non_mappings():
     """A record missing keys, and a non-mapping record, are both named."""
     with pytest.raises(StateValidationError) as excinfo:
         add_errors({"code": "UNKNOWN", "category": "unknown"}, 42)
-    text = _problem_text(excinfo)
-    assert (
-        "errors[0]: missing key(s) attempts, error_type, message, node, retryable, timestamp, traceback"
-        in text
-    )
-    assert "errors[1]: must be a mapping, got 42 (int)" in text
+    missing = ["attempts", "error_type", "message", "node", "retryable", "timestamp", "traceback"]
+    assert sorted(excinfo.value.problems) == [
+        *((f"errors[0].{key}", "is required") for key in missing),
+        ("errors[1]", "must be a mapping, got 42 (int)"),
+    ]
 
 
 def test_add_errors_accepts_nested_json_details_and_rejects_too_deep():
@@ -369,6 +397,18 @@ def test_add_errors_accepts_nested_json_details_and_rejects_too_deep():
         deep = [deep]
     with pytest.raises(StateValidationError, match="nested deeper than 8 levels"):
         add_errors({**_good_record(), "details": {"deep": deep}})
+    looped: dict[str, Any] = {}
+    looped["self"] = [looped]
+    with pytest.raises(StateValidationError, match=r"errors\[0\]\.details: is nested deeper"):
+        add_errors({**_good_record(), "details": looped})
+    seven: Any = {}  # with details itself, eight levels: the most allowed
+    for _ in range(6):
+        seven = [seven]
+    assert add_errors({**_good_record(), "details": {"k": seven}})["errors"][0]["details"] == {
+        "k": seven
+    }
+    with pytest.raises(StateValidationError, match="nested deeper than 8 levels"):
+        add_errors({**_good_record(), "details": {"k": [seven]}})
 
 
 # --- blocked ----------------------------------------------------------------------
@@ -1112,3 +1152,17 @@ def test_create_node_error_details_keep_none_and_flatten_deep_nesting():
         level, depth = level[0], depth + 1
     assert depth < 12
     assert "leaf" in level
+
+
+def test_a_secret_in_a_long_bad_value_is_not_cut_in_half() -> None:
+    """A problem message quotes a bad value redacted before it is shortened.
+
+    The key starts where the 60-character quote would cut it to "sk-" and nine
+    characters, too short for any key pattern to recognise.
+    """
+    secret = "sk-" + "A1b2C3d4" * 6
+    with pytest.raises(StateValidationError) as excinfo:
+        update_routing_flags({"ready": ["p" * 42 + " " + secret]})  # type: ignore[dict-item]
+    text = str(excinfo.value)
+    assert "[REDACTED]" in text
+    assert "A1b2C3d4" not in text

@@ -19,7 +19,7 @@ from _helpers import no_thread_left_behind  # noqa: F401 - a fixture used by pyt
 from langgraph.errors import GraphInterrupt
 from structlog.testing import capture_logs
 
-from resilient_nodes import _threads
+from resilient_nodes import Policy, _threads, create_node
 from resilient_nodes import _timeout as timeout_module
 from resilient_nodes._config import TimeoutConfig
 from resilient_nodes._context import create_execution_context, current_context, use_context
@@ -783,8 +783,8 @@ def test_abandoned_thread_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     """Once the limit of abandoned threads is reached, new sync calls fail fast."""
     monkeypatch.setattr(_threads, "MAX_ABANDONED_THREADS", 1)
     release = threading.Event()
-    with pytest.raises(NodeTimeoutError):
-        with_timeout(lambda: release.wait(2), 0.01)
+    with pytest.raises(NodeTimeoutError):  # the limit is per node: the same node
+        with_timeout(lambda: release.wait(2), 0.01, name="n")
     called: list[int] = []
     with capture_logs() as logs, pytest.raises(AbandonedThreadLimitError) as caught:
         with_timeout(lambda: called.append(1), 5, name="n")
@@ -797,6 +797,206 @@ def test_abandoned_thread_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     while _threads.abandoned_threads() and time.monotonic() < deadline:
         time.sleep(0.001)
     assert with_timeout(lambda: 7, 5) == 7
+
+
+def _hang(name: str, count: int, release: threading.Event) -> None:
+    """Leave *count* sync calls of node *name* stuck in abandoned threads until *release*."""
+    for _ in range(count):
+        with pytest.raises(NodeTimeoutError):
+            with_timeout(lambda: release.wait(5), 0.005, name=name)
+
+
+def _wait_until_no_abandoned_threads() -> None:
+    deadline = time.monotonic() + 2
+    while _threads.abandoned_threads() and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+def test_one_hung_node_does_not_fail_a_healthy_one() -> None:
+    """A node that used up its own abandoned-thread budget leaves other nodes alone.
+
+    The issue's figures: node ``hung`` left 32 threads stuck; a healthy sync node
+    under ``breaker | timeout`` then failed every call with
+    AbandonedThreadLimitError and tripped its breaker.
+    """
+    release = threading.Event()
+    try:
+        _hang("hung", _threads.MAX_ABANDONED_THREADS, release)
+        assert _threads.node_abandoned_threads("hung") == _threads.MAX_ABANDONED_THREADS
+        with pytest.raises(AbandonedThreadLimitError) as caught:
+            with_timeout(lambda: 1, 5, name="hung")
+        assert (caught.value.limit, caught.value.scope, caught.value.node) == (32, "node", "hung")
+
+        calls: list[int] = []
+        healthy = (Policy.breaker(failure_threshold=3) | Policy.timeout(5)).wrap(
+            lambda: calls.append(1) or len(calls), name="healthy"
+        )
+        assert [healthy() for _ in range(5)] == [1, 2, 3, 4, 5]
+        assert _threads.node_abandoned_threads("healthy") == 0
+    finally:
+        release.set()
+    _wait_until_no_abandoned_threads()
+
+
+def test_process_wide_cap_is_neutral_for_a_healthy_nodes_breaker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At the process-wide cap every node is refused, and no breaker counts it."""
+    monkeypatch.setattr(_threads, "MAX_ABANDONED_THREADS_TOTAL", 2)
+    release = threading.Event()
+    try:
+        _hang("a", 1, release)
+        _hang("b", 1, release)
+        assert _threads.abandoned_threads() == 2
+        node = create_node(
+            lambda state: {"ok": True},
+            name="healthy",
+            policy=Policy.breaker(failure_threshold=1) | Policy.timeout(5),
+        )
+        with capture_logs() as logs:
+            updates = [node({}) for _ in range(3)]
+        assert node.breaker is not None
+        assert node.breaker.status().state == "closed"
+        assert node.breaker.status().failure_count == 0
+        (record,) = updates[-1]["errors"]
+        assert (record["error_type"], record["category"], record["retryable"]) == (
+            "AbandonedThreadLimitError",
+            "rejected",  # a local refusal (issue 18), no longer filed under circuit_open
+            False,
+        )
+        assert "2 abandoned worker threads in this process" in record["message"]
+        limits = events(logs, LogEvent.NODE_THREAD_LIMIT_REACHED)
+        assert [(e["limit"], e["scope"]) for e in limits] == [(2, "process")] * 3
+    finally:
+        release.set()
+    _wait_until_no_abandoned_threads()
+    assert create_node(lambda state: {"ok": True}, name="c", policy=Policy.timeout(5))({}) == {
+        "ok": True
+    }
+
+
+def test_a_node_at_its_own_limit_does_not_trip_its_breaker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The refusals after a node's own timeouts add nothing to its breaker's count."""
+    monkeypatch.setattr(_threads, "MAX_ABANDONED_THREADS", 1)
+    release = threading.Event()
+    breaker_timeout = (Policy.breaker(failure_threshold=2) | Policy.timeout(0.005)).wrap(
+        lambda: release.wait(5), name="stuck"
+    )
+    try:
+        with pytest.raises(NodeTimeoutError):
+            breaker_timeout()  # a real timeout: counted
+        for _ in range(3):
+            with pytest.raises(AbandonedThreadLimitError):
+                breaker_timeout()  # our refusals: neutral
+    finally:
+        release.set()
+    _wait_until_no_abandoned_threads()
+    # Still closed, with the one counted timeout: the next call runs.
+    assert breaker_timeout() is True
+
+
+@pytest.mark.parametrize("limit", ["node", "process"])
+@pytest.mark.anyio
+async def test_sync_on_timeout_runs_once_per_timeout_at_the_thread_limit(
+    limit: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync on_timeout is never refused by the abandoned-thread limits.
+
+    The issue's figures: after 32 stuck calls elsewhere an async node timed out
+    3 times and its cleanup ran 0 times.
+    """
+    if limit == "node":
+        monkeypatch.setattr(_threads, "MAX_ABANDONED_THREADS", 1)
+    else:
+        monkeypatch.setattr(_threads, "MAX_ABANDONED_THREADS_TOTAL", 1)
+    release = threading.Event()
+    ran: list[threading.Thread] = []
+    timed = wrap_timeout(
+        sleep_long,
+        TimeoutConfig(seconds=0.01, on_timeout=lambda: ran.append(threading.current_thread())),
+        name="a",
+    )
+    try:
+        _hang("a" if limit == "node" else "elsewhere", 1, release)
+        with capture_logs() as logs:
+            for _ in range(3):
+                with pytest.raises(NodeTimeoutError) as caught:
+                    await timed()
+                assert caught.value.__cause__ is None
+        assert len(ran) == 3
+        assert threading.current_thread() not in ran
+        assert events(logs, LogEvent.NODE_ON_TIMEOUT_FAILED) == []
+        assert events(logs, LogEvent.NODE_THREAD_LIMIT_REACHED) == []
+    finally:
+        release.set()
+    await _wait_for(lambda: _threads.abandoned_threads() == 0)
+
+
+@pytest.mark.anyio
+async def test_sync_on_timeout_does_not_queue_behind_anyios_thread_limiter() -> None:
+    """With anyio's default thread limiter used up, a sync on_timeout still runs."""
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    saved = limiter.total_tokens
+    release = threading.Event()
+    ran: list[int] = []
+    timed = wrap_timeout(
+        sleep_long,
+        TimeoutConfig(seconds=0.01, on_timeout=lambda: ran.append(1), cleanup_timeout=0.5),
+        name="q",
+    )
+    limiter.total_tokens = 1
+    try:
+        async with anyio.create_task_group() as group:
+            group.start_soon(functools.partial(anyio.to_thread.run_sync, release.wait, 5))
+            await _wait_for(lambda: limiter.borrowed_tokens == 1)
+            with pytest.raises(NodeTimeoutError) as caught:
+                await timed()
+            release.set()
+    finally:
+        release.set()
+        limiter.total_tokens = saved
+    assert caught.value.__cause__ is None
+    assert ran == [1]
+
+
+def test_sync_on_timeout_runs_for_the_timeout_that_reaches_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The cleanup of the timeout that fills a sync node's budget still runs."""
+    monkeypatch.setattr(_threads, "MAX_ABANDONED_THREADS", 1)
+    release = threading.Event()
+    ran: list[NodeTimeoutError] = []
+    try:
+        with pytest.raises(NodeTimeoutError) as caught:
+            with_timeout(lambda: release.wait(5), 0.005, name="s", on_timeout=ran.append)
+        assert ran == [caught.value]
+        assert caught.value.__cause__ is None
+    finally:
+        release.set()
+    _wait_until_no_abandoned_threads()
+
+
+def test_an_overrunning_cleanup_is_counted_against_its_node() -> None:
+    """A cleanup thread that overruns its bound is counted as the node's abandoned thread."""
+    release = threading.Event()
+    try:
+        with pytest.raises(NodeTimeoutError):
+            wrap_timeout(
+                lambda: release.wait(5),
+                TimeoutConfig(
+                    seconds=0.005, on_timeout=lambda: release.wait(5), cleanup_timeout=0.005
+                ),
+                name="c",
+            )()
+        # The call's thread and its cleanup's, both still running.
+        assert _threads.node_abandoned_threads("c") == 2
+        assert _threads.node_abandoned_threads("other") == 0
+    finally:
+        release.set()
+    _wait_until_no_abandoned_threads()
+    assert _threads.node_abandoned_threads("c") == 0
 
 
 @pytest.mark.parametrize("kind", ["ours", "threading"])

@@ -23,6 +23,7 @@ from resilient_nodes import BreakerState, ErrorCode
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from .fanout import FanoutReport
     from .services import Call, StoryPlan
 
 __all__ = [
@@ -228,6 +229,7 @@ class DemoReport:
         checks: The failure modes and whether each was shown.
         seconds: Wall time of the batch (not compared).
         summary: The rendered summary (not compared).
+        fanout: The fan-out held under a shared rate limit, if it ran.
     """
 
     seed: int
@@ -239,6 +241,8 @@ class DemoReport:
     checks: tuple[Check, ...]
     seconds: float = attrs.field(eq=False)
     summary: str = attrs.field(eq=False, repr=False)
+    # Issue 18: the Send fan-out under one shared rate limit, run after the batch.
+    fanout: FanoutReport | None = None
 
     @property
     def ok(self) -> bool:
@@ -376,6 +380,7 @@ def check_failure_modes(
     stories: Sequence[StoryResult],
     retries: Sequence[RetryWait],
     transitions: Sequence[BreakerTransition],
+    events: Sequence[ProgressEvent] = (),
 ) -> tuple[Check, ...]:
     """Did each failure mode happen, and did the pipeline cope as designed?
 
@@ -383,6 +388,7 @@ def check_failure_modes(
         stories: Every story's result.
         retries: Every backoff.
         transitions: Every breaker transition.
+        events: The progress events (fallbacks and stream stalls are seen there).
 
     Returns:
         One `Check` per failure mode.
@@ -399,7 +405,7 @@ def check_failure_modes(
         and w.delay >= w.retry_after
         and w.waited >= w.retry_after - CLOCK_SLACK
     ]
-    timed_out = [w for w in retries if w.error_type == "NodeTimeoutError"]
+    timed_out = [w for w in retries if w.error_type == "NodeTimeoutError" and w.node == "draft"]
     draft_recovered = [s for s in steps("draft") if s.attempts > 1 and s.outcome == "ok"]
     invalid = [
         story
@@ -416,6 +422,14 @@ def check_failure_modes(
     ]
     rejected = [s for s in steps("publish") if s.outcome == ErrorCode.CIRCUIT_OPEN]
     wait = honoured[0] if honoured else None
+    served = {e.story_id for e in events if e.kind == "fallback.served" and e.node == "blurb"}
+    fell_back = [s for s in stories if s.story_id in served and _step_ok(s, "blurb")]
+    stalled = {e.story_id for e in events if e.kind == "stream.stalled" and e.node == "blurb"}
+    restarted = [
+        s
+        for s in stories
+        if s.story_id in stalled and s.story_id not in served and _step_ok(s, "blurb")
+    ]
     return (
         Check(
             "transient 503s recovered after retries",
@@ -444,4 +458,18 @@ def check_failure_modes(
             path == cycle and bool(rejected),
             f"{len(rejected)} calls rejected with CIRCUIT_OPEN while open",
         ),
+        Check(
+            "primary model down: the backup model answered",
+            bool(fell_back),
+            ", ".join(s.story_id for s in fell_back) + " served by the backup blurb model",
+        ),
+        Check(
+            "stream stalled before its first token, restarted",
+            bool(restarted),
+            ", ".join(s.story_id for s in restarted) + " got every token once, on attempt 2",
+        ),
     )
+
+
+def _step_ok(story: StoryResult, node: str) -> bool:
+    return any(step.node == node and step.outcome == "ok" for step in story.steps)
