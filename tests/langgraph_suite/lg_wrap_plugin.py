@@ -10,7 +10,8 @@ Left as they are (and counted): Runnables (compiled graphs, chains: LangGraph
 takes them as they are) and generator functions (LangGraph streams those
 through a ``RunnableLambda``; ``create_node`` does not take them). Without
 ``RESILIENT_NODES_WRAP=1`` the plugin only counts, so plain and wrapped runs load
-the same code.
+the same code. ``RESILIENT_NODES_WRAP_RUNNABLES=1`` wraps Runnables too
+(``create_node(compiled_subgraph)``), beyond the plain-callable contract.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     import pytest
 
 WRAP = os.environ.get("RESILIENT_NODES_WRAP") == "1"
+# Also wrap Runnables (compiled subgraphs...): beyond the plain-callable contract.
+WRAP_RUNNABLES = os.environ.get("RESILIENT_NODES_WRAP_RUNNABLES") == "1"
 COUNTS: collections.Counter[str] = collections.Counter()
 
 
@@ -40,7 +43,7 @@ def _wrappable(action: Any) -> str | None:
     from langchain_core.runnables import Runnable
 
     if isinstance(action, Runnable):
-        return "runnable"
+        return None if WRAP_RUNNABLES else "runnable"
     if inspect.isgeneratorfunction(action) or inspect.isasyncgenfunction(action):
         return "generator"
     call = getattr(action, "__call__", None)  # noqa: B004
