@@ -59,7 +59,7 @@ from typing import (
     overload,
 )
 
-from . import _langgraph
+from . import _langgraph, _telemetry
 from ._breaker import wrap_breaker
 from ._callables import is_async_callable
 from ._cancel import call_with_cancel_token, call_with_cancel_token_sync
@@ -191,7 +191,7 @@ class _NodeCall(PendingContext):
     object a call keeps alive is more work for the garbage collector.
     """
 
-    __slots__ = ("live", "started", "story_id", "token")
+    __slots__ = ("live", "started", "story_id", "token", "trace")
 
     def __init__(self, name: str, config: Mapping[str, Any] | None, story_id: object) -> None:
         super().__init__(name, config)
@@ -201,9 +201,13 @@ class _NodeCall(PendingContext):
         # The attempt whose writes may reach the graph (`_guard`): 0 between
         # attempts, -1 once the call is over.
         self.live = 0
+        # The call's spans and metrics (`_NodeShell._begin`); None while telemetry is off.
+        self.trace: _telemetry.CallTrace | None = None
 
     def close(self) -> None:
         self.live = -1
+        if self.trace is not None:
+            self.trace.end()
         deactivate(self.token)
 
     def start_attempt(self, attempt: int, /) -> None:
@@ -365,6 +369,9 @@ class _NodeShell:
         # no failure, nothing asks for it, and building it (ids, metadata) was the
         # largest part of a node call's own cost.
         call = _NodeCall(self.name, config, _story_id(args))
+        telemetry = _telemetry.active
+        if telemetry is not None:
+            call.trace = telemetry.start_call(self.name, self._breakers)
         log = self._log or self._logger()
         if self._log_levels[0]:
             # Per-call ids travel as event fields: binding a new logger per call
@@ -373,6 +380,8 @@ class _NodeShell:
         return call
 
     def _finish(self, result: object, call: _NodeCall) -> Any:
+        if call.trace is not None:
+            call.trace.succeeded(call.attempt)
         if self._log_levels[1]:
             emit(
                 self._logger().info,
@@ -392,6 +401,8 @@ class _NodeShell:
         node whose state type has no ``errors`` key propagates too: the failure
         would otherwise vanish (LangGraph drops keys its state does not have).
         """
+        if call.trace is not None:
+            call.trace.failed(error, call.attempt)
         if is_control_flow(error):
             return None
         exhausted = error.attempts if isinstance(error, NodeRetryExhaustedError) else 1

@@ -23,6 +23,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -33,6 +34,7 @@ from resilient_nodes import (
     NodeTimeoutError,
     Policy,
     _telemetry,
+    create_node,
     disable_telemetry,
     enable_opentelemetry,
     enable_prometheus,
@@ -471,3 +473,345 @@ def test_the_readme_lists_every_metric_with_both_names() -> None:
         for spec in _telemetry.SPECS
     }
     assert set(rows) == expected
+
+
+# --- node calls: spans and call metrics ---------------------------------------------------
+
+
+def span_named(spans: list[ReadableSpan], name: str) -> ReadableSpan:
+    [found] = [span for span in spans if span.name == name]
+    return found
+
+
+def attempt_events(span: ReadableSpan) -> list[dict[str, Any]]:
+    return [
+        dict(event.attributes or {})
+        for event in span.events
+        if event.name == "resilient_nodes.attempt"
+    ]
+
+
+@pytest.mark.anyio
+async def test_a_node_call_is_a_span_under_the_callers_span_and_over_the_nodes_own(
+    otel: OTel,
+) -> None:
+    """The node's span is a child of the current span, and current for the node's own code."""
+
+    async def answer(state: dict[str, Any]) -> dict[str, Any]:
+        with otel.tracer.start_as_current_span("llm call"):
+            return {"answer": state["question"].upper()}
+
+    node = create_node(answer, name="answer", policy=Policy.retry() | Policy.breaker())
+    with otel.tracer.start_as_current_span("application") as parent:
+        assert await node({"question": "why"}) == {"answer": "WHY"}
+    spans = otel.finished()
+    node_span = span_named(spans, "node answer")
+    inner = span_named(spans, "llm call")
+    assert node_span.parent is not None
+    assert node_span.parent.span_id == parent.get_span_context().span_id
+    assert node_span.context is not None
+    assert inner.parent is not None
+    assert inner.parent.span_id == node_span.context.span_id
+    assert node_span.attributes == {
+        "resilient_nodes.node": "answer",
+        "resilient_nodes.outcome": "success",
+        "resilient_nodes.attempts": 1,
+        "resilient_nodes.breaker.state": "closed",
+    }
+    assert node_span.status.status_code is StatusCode.UNSET
+    assert attempt_events(node_span) == [
+        {"resilient_nodes.attempt": 1, "resilient_nodes.outcome": "success"}
+    ]
+
+
+@pytest.mark.anyio
+async def test_each_attempt_is_an_event_and_a_failure_sets_the_error_attributes(
+    otel: OTel, registry: CollectorRegistry
+) -> None:
+    """Retried attempts, the last one's error, error.type and the category on the span."""
+
+    async def down(_state: dict[str, Any]) -> dict[str, Any]:
+        raise ConnectionError("connection reset")
+
+    node = create_node(down, name="down", policy=Policy.retry(attempts=3))
+    with no_backoff():
+        update = await node({})
+    assert update["errors"][0]["code"] == "RETRY_EXHAUSTED"
+    node_span = span_named(otel.finished(), "node down")
+    attributes = dict(node_span.attributes or {})
+    assert attributes["resilient_nodes.outcome"] == "failure"
+    assert attributes["resilient_nodes.attempts"] == 3
+    assert attributes["error.type"] == "resilient_nodes.errors.NodeRetryExhaustedError"
+    assert attributes["resilient_nodes.error.category"] == "retry_exhausted"
+    assert attributes["resilient_nodes.error.code"] == "RETRY_EXHAUSTED"
+    assert node_span.status.status_code is StatusCode.ERROR
+    events = attempt_events(node_span)
+    assert [(e["resilient_nodes.attempt"], e["resilient_nodes.outcome"]) for e in events] == [
+        (1, "retry"),
+        (2, "retry"),
+        (3, "failure"),
+    ]
+    assert {e["error.type"] for e in events} == {"ConnectionError"}
+    assert {e["resilient_nodes.error.category"] for e in events} == {"network"}
+    assert events[0]["resilient_nodes.retry.delay"] == 0
+    samples = scrape(registry)
+    assert sample(samples, "resilient_nodes_calls_total", node="down", outcome="failure") == 1
+    assert sample(samples, "resilient_nodes_attempts_total", node="down") == 3
+    assert sample(samples, "resilient_nodes_retries_total", node="down", category="network") == 2
+    count = sample(
+        samples, "resilient_nodes_call_duration_seconds_count", node="down", outcome="failure"
+    )
+    assert count == 1
+
+
+@pytest.mark.anyio
+async def test_a_fallback_that_served_is_named_and_is_the_outcome(
+    otel: OTel, registry: CollectorRegistry
+) -> None:
+    """An alternative's answer: outcome "fallback", the span names it, an event says when."""
+
+    async def primary(_state: dict[str, Any]) -> dict[str, Any]:
+        raise ConnectionError("primary down")
+
+    async def backup(_state: dict[str, Any]) -> dict[str, Any]:
+        return {"answer": "from backup"}
+
+    node = create_node(primary, name="ask", policy=Policy.fallback(backup))
+    assert await node({}) == {"answer": "from backup"}
+    node_span = span_named(otel.finished(), "node ask")
+    attributes = dict(node_span.attributes or {})
+    assert attributes["resilient_nodes.outcome"] == "fallback"
+    assert attributes["resilient_nodes.served_by"].endswith("backup")
+    assert [event.name for event in node_span.events] == [
+        "resilient_nodes.fallback",
+        "resilient_nodes.attempt",
+    ]
+    assert (
+        sample(scrape(registry), "resilient_nodes_calls_total", node="ask", outcome="fallback") == 1
+    )
+
+
+@pytest.mark.anyio
+async def test_an_open_circuit_is_a_rejection(otel: OTel, registry: CollectorRegistry) -> None:
+    """A call refused by the open breaker: outcome "rejected", breaker state "open"."""
+
+    async def down(_state: dict[str, Any]) -> dict[str, Any]:
+        raise ConnectionError("down")
+
+    node = create_node(down, name="gate", policy=Policy.breaker(failure_threshold=1))
+    await node({})
+    await node({})
+    rejected = otel.finished()[-1]
+    attributes = dict(rejected.attributes or {})
+    assert attributes["resilient_nodes.outcome"] == "rejected"
+    assert attributes["resilient_nodes.breaker.state"] == "open"
+    assert attributes["resilient_nodes.error.category"] == "circuit_open"
+    samples = scrape(registry)
+    assert sample(samples, "resilient_nodes_calls_total", node="gate", outcome="failure") == 1
+    assert sample(samples, "resilient_nodes_calls_total", node="gate", outcome="rejected") == 1
+
+
+@pytest.mark.anyio
+async def test_cancellation_and_control_flow_end_the_span_too(
+    otel: OTel, registry: CollectorRegistry
+) -> None:
+    """A cancelled call and a LangGraph interrupt still end their spans, with their outcome."""
+    from langgraph.errors import GraphInterrupt
+
+    async def hang(_state: dict[str, Any]) -> dict[str, Any]:
+        await anyio.sleep(60)
+        return {}
+
+    async def interrupt(_state: dict[str, Any]) -> dict[str, Any]:
+        raise GraphInterrupt(())
+
+    with anyio.move_on_after(0.01):
+        await create_node(hang, name="hang")({})
+    with pytest.raises(GraphInterrupt):
+        await create_node(interrupt, name="ask_human")({})
+    outcomes = {
+        span.name: dict(span.attributes or {})["resilient_nodes.outcome"]
+        for span in otel.finished()
+    }
+    assert outcomes == {"node hang": "cancelled", "node ask_human": "interrupted"}
+    samples = scrape(registry)
+    assert sample(samples, "resilient_nodes_calls_total", node="hang", outcome="cancelled") == 1
+    assert (
+        sample(samples, "resilient_nodes_calls_total", node="ask_human", outcome="interrupted") == 1
+    )
+
+
+def test_a_sync_node_with_a_timeout_in_a_worker_thread(
+    otel: OTel, registry: CollectorRegistry
+) -> None:
+    """A sync node's timeout fires in its worker thread: the event reaches the node's span."""
+    release = threading.Event()
+    calls = 0
+
+    def slow(_state: dict[str, Any]) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            release.wait(5)
+        return {"done": True}
+
+    node = create_node(
+        slow, name="slow_sync", policy=Policy.retry(attempts=2) | Policy.timeout(0.05)
+    )
+    try:
+        with no_backoff():
+            assert node({}) == {"done": True}
+    finally:
+        release.set()
+    node_span = span_named(otel.finished(), "node slow_sync")
+    assert [event.name for event in node_span.events] == [
+        "resilient_nodes.timeout",
+        "resilient_nodes.attempt",
+        "resilient_nodes.attempt",
+    ]
+    assert dict(node_span.attributes or {})["resilient_nodes.attempts"] == 2
+    samples = scrape(registry)
+    assert sample(samples, "resilient_nodes_timeouts_total", node="slow_sync") == 1
+    assert (
+        sample(samples, "resilient_nodes_retries_total", node="slow_sync", category="timeout") == 1
+    )
+
+
+@pytest.mark.anyio
+async def test_nothing_is_recorded_once_disabled() -> None:
+    """After disable_telemetry a node call makes no span and no data point."""
+    sdk = OTel()
+    enable_opentelemetry(tracer_provider=sdk.tracer_provider, meter_provider=sdk.meter_provider)
+    disable_telemetry()
+
+    async def ok(_state: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    await create_node(ok, name="quiet")({})
+    assert sdk.finished() == []
+    assert sdk.points("resilient_nodes.node.calls") == {}
+
+
+@pytest.mark.integration
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])  # LangGraph's async runtime is asyncio's
+async def test_inside_a_langgraph_graph_the_span_nests_under_the_application(otel: OTel) -> None:
+    """Run by a real StateGraph, the node's span is in the application's trace, under its span."""
+    from typing import TypedDict
+
+    from langgraph.graph import END, START, StateGraph
+
+    class State(TypedDict, total=False):
+        question: str
+        answer: str
+
+    async def answer(state: State) -> dict[str, Any]:
+        return {"answer": state["question"] + "!"}
+
+    builder = StateGraph(State)
+    builder.add_node("answer", create_node(answer, name="answer", policy=Policy.retry()))
+    builder.add_edge(START, "answer")
+    builder.add_edge("answer", END)
+    graph = builder.compile()
+    with otel.tracer.start_as_current_span("request") as parent:
+        result = await graph.ainvoke({"question": "hi"})
+    assert result["answer"] == "hi!"
+    spans = {span.context.span_id: span for span in otel.finished() if span.context is not None}
+    node_span = span_named(list(spans.values()), "node answer")
+    assert node_span.context is not None
+    assert node_span.context.trace_id == parent.get_span_context().trace_id
+    ancestors = []
+    current = node_span
+    while current.parent is not None and current.parent.span_id in spans:
+        current = spans[current.parent.span_id]
+        ancestors.append(current.name)
+    assert ancestors[-1] == "request"
+
+
+# --- the scripted run: retries, a timeout, a breaker trip and recovery --------------------
+
+
+class TestScriptedRun:
+    """One node through retries, a timeout, a trip and a recovery, in virtual time."""
+
+    @pytest.fixture
+    def anyio_backend(self) -> tuple[str, dict[str, object]]:
+        return ("trio", {"clock": trio.testing.MockClock(autojump_threshold=0)})
+
+    @pytest.mark.anyio
+    async def test_counters_after_the_script(self, otel: OTel, registry: CollectorRegistry) -> None:
+        """Every counter and gauge holds what the script did, in Prometheus and OpenTelemetry."""
+        script: list[str] = []
+
+        async def work(_state: dict[str, Any]) -> dict[str, Any]:
+            step = script.pop(0)
+            if step == "fail":
+                raise ConnectionError("reset")
+            if step == "hang":
+                await anyio.sleep(100)
+            return {"ok": True}
+
+        policy = (
+            Policy.breaker(failure_threshold=2, recovery_timeout=30)
+            | Policy.retry(attempts=3, backoff=1, jitter=0)
+            | Policy.timeout(5)
+        )
+        node = create_node(work, name="script", policy=policy)
+        clock = FakeClock()
+        assert node.breaker is not None
+        node.breaker._clock = clock  # recovery on a settable clock
+        runs = [
+            ["fail", "ok"],  # a network retry
+            ["hang", "ok"],  # a timeout, retried
+            ["fail", "fail", "fail"],  # exhausted: the breaker counts 1
+            ["fail", "fail", "fail"],  # exhausted: 2, the breaker opens
+            [],  # rejected while open
+        ]
+        outcomes = []
+        for steps in runs:
+            script[:] = steps
+            update = await node({})
+            outcomes.append("errors" not in update)
+            assert script == []
+        clock.now += 30
+        script[:] = ["ok"]  # the half-open probe succeeds: closed again
+        assert await node({}) == {"ok": True}
+        assert outcomes == [True, True, False, False, False]
+
+        samples = scrape(registry)
+
+        def prom(name: str, **labels: str) -> float | None:
+            return sample(samples, name, node="script", **labels)
+
+        assert prom("resilient_nodes_calls_total", outcome="success") == 3
+        assert prom("resilient_nodes_calls_total", outcome="failure") == 2
+        assert prom("resilient_nodes_calls_total", outcome="rejected") == 1
+        assert prom("resilient_nodes_attempts_total") == 2 + 2 + 3 + 3 + 1 + 1
+        assert prom("resilient_nodes_retries_total", category="network") == 1 + 2 + 2
+        assert prom("resilient_nodes_retries_total", category="timeout") == 1
+        assert prom("resilient_nodes_timeouts_total") == 1
+        for old, new in [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]:
+            assert (
+                prom("resilient_nodes_breaker_transitions_total", from_state=old, to_state=new) == 1
+            )
+        assert prom("resilient_nodes_breaker_state", state="closed") == 1
+        assert prom("resilient_nodes_breaker_state", state="open") == 0
+        # Durations are wall time (perf_counter), not the virtual time of the script.
+        assert prom("resilient_nodes_call_duration_seconds_count", outcome="success") == 3
+
+        calls = otel.points("resilient_nodes.node.calls")
+        assert calls[attrs_of(node="script", outcome="success")] == 3
+        assert calls[attrs_of(node="script", outcome="failure")] == 2
+        assert calls[attrs_of(node="script", outcome="rejected")] == 1
+        retries = otel.points("resilient_nodes.retries")
+        assert retries[attrs_of(node="script", category="network")] == 5
+        assert retries[attrs_of(node="script", category="timeout")] == 1
+        assert otel.points("resilient_nodes.timeouts")[attrs_of(node="script")] == 1
+        assert otel.points("resilient_nodes.node.attempts")[attrs_of(node="script")] == 12
+        transitions = otel.points("resilient_nodes.breaker.transitions")
+        assert transitions[attrs_of(node="script", from_state="half_open", to_state="closed")] == 1
+        duration = otel.points("resilient_nodes.node.duration")[
+            attrs_of(node="script", outcome="failure")
+        ]
+        assert duration.count == 2
+        assert [span.name for span in otel.finished()] == ["node script"] * 6
