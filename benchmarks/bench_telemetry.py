@@ -150,7 +150,7 @@ def _otel() -> Any:
     tracer_provider.add_span_processor(SimpleSpanProcessor(Dropping()))
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     return _telemetry.Telemetry(
-        _telemetry._Tracing(tracer_provider), _telemetry._OTelMetrics(meter_provider), None
+        _telemetry._Tracing(tracer_provider), _telemetry._otel_metrics_for(meter_provider), None
     )
 
 

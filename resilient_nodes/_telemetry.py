@@ -324,13 +324,29 @@ def _version() -> str:
         return "0+unknown"
 
 
+# One set of instruments per meter provider: a meter cannot drop an instrument, and
+# making it again would only get the first one back (with its callbacks).
+_instruments: weakref.WeakKeyDictionary[Any, _OTelMetrics] = weakref.WeakKeyDictionary()
+
+
+def _otel_metrics_for(meter_provider: MeterProvider | None) -> _OTelMetrics:
+    """Our instruments on *meter_provider* (None: the global one), made once per provider."""
+    from opentelemetry import metrics  # noqa: PLC0415 - the otel extra
+
+    provider = meter_provider or metrics.get_meter_provider()
+    try:
+        made = _instruments.get(provider)
+    except TypeError:  # a provider that cannot be weakly referenced: made anew
+        return _OTelMetrics(provider)
+    if made is None:
+        made = _instruments[provider] = _OTelMetrics(provider)
+    return made
+
+
 class _OTelMetrics:
     """Our instruments on an OpenTelemetry meter."""
 
-    def __init__(self, meter_provider: MeterProvider | None) -> None:
-        from opentelemetry import metrics  # noqa: PLC0415 - the otel extra
-
-        provider = meter_provider or metrics.get_meter_provider()
+    def __init__(self, provider: MeterProvider) -> None:
         meter = provider.get_meter(INSTRUMENTATION_NAME, _version())
         self._record: list[Callable[..., None] | None] = []
         for spec in SPECS:
@@ -593,8 +609,6 @@ class CallTrace:
         if error is not None:
             attributes.update(_error_attributes(error))
             span.set_status(tracing.error_status, f"{type(error).__name__}: {error_text(error)}")
-        elif outcome == CANCELLED:
-            attributes["error.type"] = CANCELLED
         span.set_attributes(attributes)
         span.end()
 
@@ -793,7 +807,7 @@ def enable_opentelemetry(
         raise _missing_extra("otel", error) from error
     with _lock:
         tracing = _Tracing(tracer_provider) if traces else None
-        otel_metrics = _OTelMetrics(meter_provider) if metrics else None
+        otel_metrics = _otel_metrics_for(meter_provider) if metrics else None
         current = active
         _activate(tracing, otel_metrics, current.prometheus if current is not None else None)
 

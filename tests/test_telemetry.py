@@ -815,3 +815,20 @@ class TestScriptedRun:
         ]
         assert duration.count == 2
         assert [span.name for span in otel.finished()] == ["node script"] * 6
+
+
+@pytest.mark.anyio
+async def test_enabling_again_on_the_same_providers_keeps_every_metric(otel: OTel) -> None:
+    """A second enable_opentelemetry on the same meter: counters count once, gauges report."""
+    enable_opentelemetry(tracer_provider=otel.tracer_provider, meter_provider=otel.meter_provider)
+    breaker = NodeCircuitBreaker("again")
+
+    async def ok(_state: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    await create_node(ok, name="again")({})
+    assert otel.points("resilient_nodes.node.calls")[attrs_of(node="again", outcome="success")] == 1
+    gauge = otel.points("resilient_nodes.breaker.state")
+    assert gauge[attrs_of(node="again", state="closed")] == 1
+    assert breaker.name == "again"
+    assert len([span for span in otel.finished() if span.name == "node again"]) == 1
