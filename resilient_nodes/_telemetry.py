@@ -307,10 +307,9 @@ def _observed() -> Iterator[tuple[MetricSpec, tuple[str, ...], float]]:
 # --- the backends ------------------------------------------------------------------------
 
 
-def _missing_extra(extra: str, error: ImportError) -> ModuleNotFoundError:
+def _missing_extra(switch: str, extra: str, error: ImportError) -> ModuleNotFoundError:
     return ModuleNotFoundError(
-        f"{extra} telemetry needs the {extra!r} extra: "
-        f"pip install 'resilient-nodes[{extra}]' ({error})",
+        f"{switch} needs the {extra!r} extra: pip install 'resilient-nodes[{extra}]' ({error})",
         name=error.name,
     )
 
@@ -804,7 +803,7 @@ def enable_opentelemetry(
     try:
         import opentelemetry.trace  # noqa: PLC0415, F401 - the otel extra
     except ImportError as error:
-        raise _missing_extra("otel", error) from error
+        raise _missing_extra("enable_opentelemetry", "otel", error) from error
     with _lock:
         tracing = _Tracing(tracer_provider) if traces else None
         otel_metrics = _otel_metrics_for(meter_provider) if metrics else None
@@ -833,7 +832,7 @@ def enable_prometheus(*, registry: CollectorRegistry | None = None) -> None:
     try:
         import prometheus_client  # noqa: PLC0415, F401 - the prometheus extra
     except ImportError as error:
-        raise _missing_extra("prometheus", error) from error
+        raise _missing_extra("enable_prometheus", "prometheus", error) from error
     with _lock:
         current = active
         tracing = otel_metrics = None

@@ -163,7 +163,9 @@ def test_a_missing_extra_is_named(
 ) -> None:
     """Without the package, the switch says which extra to install; nothing is switched on."""
     monkeypatch.setitem(sys.modules, module, None)
-    with pytest.raises(ModuleNotFoundError, match=rf"needs the '{extra}' extra") as caught:
+    with pytest.raises(
+        ModuleNotFoundError, match=rf"^{switch.__name__} needs the '{extra}' extra"
+    ) as caught:
         switch()
     assert f"resilient-nodes[{extra}]" in str(caught.value)
     assert _telemetry.active is None
