@@ -383,18 +383,18 @@ def _telemetry(groups: Groups) -> list[dict[str, Any]]:
                 "" if pair is None else f"pairs {pair[1]:.3f}-{pair[2]:.3f}",
             )
         )
-    before = get(groups, "telemetry", "tel_before")
+    off = get(groups, "telemetry_on", "tel_on_off")
     for key, what in (("tel_otel", "OpenTelemetry"), ("tel_prometheus", "Prometheus")):
-        pair = relative(groups, "telemetry", key, "tel_before")
-        on = get(groups, "telemetry", key)
-        if pair is None or on is None or before is None:
+        pair = relative(groups, "telemetry_on", key, "tel_on_off")
+        on = get(groups, "telemetry_on", key)
+        if pair is None or on is None or off is None:
             continue
         rows.append(
             info(
-                f"full node, {what} on / before telemetry",
+                f"full node, {what} on / off",
                 pair[0],
                 "{:.2f}x",
-                f"+{(on.ns_per_call - before.ns_per_call) / 1000:.1f} µs per call",
+                f"+{(on.ns_per_call - off.ns_per_call) / 1000:.1f} µs per call",
             )
         )
     return rows

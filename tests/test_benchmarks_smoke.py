@@ -313,7 +313,8 @@ def test_quick_mode_writes_a_table_with_every_variant(tmp_path: Path) -> None:
             "rate_limit_langchain",
             "rate_limit_aiolimiter",
         },
-        "telemetry": {"tel_floor", "tel_before", "tel_off", "tel_otel", "tel_prometheus"},
+        "telemetry": {"tel_floor", "tel_before", "tel_off"},
+        "telemetry_on": {"tel_floor", "tel_on_off", "tel_otel", "tel_prometheus"},
         "telemetry_failure": {"tel_fail_floor", "tel_fail_before", "tel_fail_off"},
     }
     assert set(raw["groups"]) == set(expected)
