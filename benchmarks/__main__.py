@@ -93,6 +93,8 @@ SECTIONS = {
     "scale": "N concurrent node calls (an interpreter per size)",
     "redis": "breaker state on Redis: starts its own redis-server on 127.0.0.1, "
     "skipped with a note where none is installed",
+    "llm": "fallback against LangChain's with_fallbacks, stream per-item cost against "
+    "a hand-written fail_after, time to cut a stalled stream",
 }
 
 # Modules every section imports (the package and its own dependencies), then what
@@ -103,6 +105,7 @@ SECTION_MODULES = {
     "failure": ("backoff", "stamina"),
     "langgraph": ("langgraph",),
     "redis": ("redis",),
+    "llm": ("langchain_core",),
 }
 PLOT_MODULES = ("matplotlib",)
 
@@ -134,6 +137,9 @@ PEERS = {
     "reject_ours": "reject_pybreaker",
     "lg_ours": "lg_naive",
     "lg_shell": "lg_naive",
+    "fallback_ours": "fallback_langchain",
+    "stream_ready_ours": "stream_ready_fail_after",
+    "stream_yielding_ours": "stream_yielding_fail_after",
 }
 
 
@@ -237,7 +243,56 @@ async def _timed_groups(s: Settings, only: set[str]) -> dict[str, list[Result]]:
             budget_s=s.budget_s * 2,
             floor_n=5,
         )
+    if "llm" in only:
+        _log("strategies for LLM calls: fallback, stream per item")
+        from . import bench_llm
+
+        groups["llm_fallback"] = await paired(
+            "llm_fallback", bench_llm.fallback_floor(), bench_llm.fallback_cases(), **common
+        )
+        for kind in ("ready", "yielding"):
+            groups[f"llm_stream_{kind}"] = await paired(
+                f"llm_stream_{kind}",
+                bench_llm.stream_floor(kind),
+                bench_llm.stream_cases(kind),
+                **common,
+            )
     return groups
+
+
+def _llm_markdown(llm: dict[str, Any]) -> list[str]:
+    from . import bench_llm
+
+    lines = [
+        f"## Cutting a stalled stream (`Policy.stream(idle={bench_llm.STALL_IDLE:g})`)",
+        "",
+        (
+            "A stream delivers one item, then goes silent. Time from its last item to the caller "
+            "catching `NodeStreamInterruptedError`, minus the idle bound, in ms (the cut includes "
+            "closing the stream and logging `stream.stalled` and `stream.interrupted`)."
+        ),
+        "",
+        "| backend | tries | median ms | p90 ms | p99 ms | max ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for backend, row in llm["stall"].items():
+        lines.append(
+            f"| {backend} | {row['n']} | {row['median']:.3f} | {row['p90']:.3f} | "
+            f"{row['p99']:.3f} | {row['max']:.3f} |"
+        )
+    trio_row = llm.get("trio_per_item")
+    if trio_row is not None:
+        lines += [
+            "",
+            (
+                "On trio (a native cancel scope per item; not paired, best of interleaved blocks, "
+                f"items that yield to the loop): bare {trio_row['bare_ns']:,.0f} ns per item, "
+                f"`fail_after` +{trio_row['fail_after_overhead_ns']:,.0f} ns, "
+                f"ours +{trio_row['ours_overhead_ns']:,.0f} ns ({trio_row['ratio']:.2f}x)."
+            ),
+        ]
+    lines.append("")
+    return lines
 
 
 def _markdown(
@@ -254,6 +309,7 @@ def _markdown(
     redis: dict[str, Any] | None,
     s: Settings,
     quick: bool,
+    llm: dict[str, Any] | None = None,
 ) -> str:
     lines = [
         "# resilient_nodes benchmark results",
@@ -310,6 +366,9 @@ def _markdown(
         "node": "Full node: `await node(state)` against `await impl(state)`",
         "node_failure": "Full node, failure path: one failure then success, zero backoff",
         "langgraph": "Inside LangGraph: `await graph.ainvoke(state)`, one-node graph",
+        "llm_fallback": "Fallback, success path: the primary returns at once",
+        "llm_stream_ready": "Stream, per item: items ready (one network read's tokens)",
+        "llm_stream_yielding": "Stream, per item: each item yields to the event loop first",
     }
     notes = {
         "failure": "The floor is a hand-written `try/except` retry with one `await asyncio.sleep(0)` between "
@@ -319,6 +378,10 @@ def _markdown(
         "runs in the same `try/except`, so rejection and admission overheads are comparable.",
         "langgraph": "Each variant's ratio is to the plain graph (node = `impl`) timed just before and after it. "
         "The full node is held to the graph whose node is `impl` under a bare `anyio.fail_after(30)`.",
+        "llm_stream_ready": "A call is one item: blocks iterate new streams of up to 500 items, so "
+        "opening a stream is spread over its items.",
+        "llm_stream_yielding": "As above; each item of the source awaits `asyncio.sleep(0)` first, so "
+        "every item's wait reaches the event loop (where a bound has work to do).",
     }
     for group, results in groups.items():
         lines += [f"## {titles.get(group, group)}", ""]
@@ -392,6 +455,8 @@ def _markdown(
         lines.append("")
     if redis is not None:
         lines += _redis_markdown(redis, s)
+    if llm is not None:
+        lines += _llm_markdown(llm)
     lines += [
         "## Plots",
         "",
@@ -510,7 +575,9 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging()
 
-    async def timed() -> tuple[dict[str, list[Result]], dict[str, dict[str, float]] | None]:
+    async def timed() -> tuple[
+        dict[str, list[Result]], dict[str, dict[str, float]] | None, dict[str, Any] | None
+    ]:
         groups = await _timed_groups(s, only)
         late = None
         if "lateness" in only:
@@ -518,9 +585,27 @@ def main(argv: list[str] | None = None) -> int:
             from . import bench_timeout
 
             late = await bench_timeout.lateness(s.late_tries)
-        return groups, late
+        stall = None
+        if "llm" in only:
+            _log("stalled stream cut")
+            from . import bench_llm
 
-    groups, late = asyncio.run(timed())
+            stall = await bench_llm.stall_cut(s.late_tries)
+        return groups, late, stall
+
+    groups, late, stall = asyncio.run(timed())
+    llm = None
+    if stall is not None:
+        from . import bench_llm
+
+        _log("stalled stream cut and per-item cost on trio")
+        trio_cut = bench_llm.stall_cut_trio(s.late_tries)
+        if trio_cut is not None:
+            stall["trio"] = trio_cut
+        llm = {
+            "stall": stall,
+            "trio_per_item": bench_llm.trio_per_item(500, max(3, s.repeats)),
+        }
     memory = None
     if "memory" in only:
         _log(f"memory: {s.memory_n:,} parked calls per variant, one interpreter each")
@@ -548,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - t0
     env = _report.environment()
     targets = _targets.evaluate(
-        groups, late, memory, scale, scale_small=s.scale_small, scale_large=s.scale_large
+        groups, late, memory, scale, scale_small=s.scale_small, scale_large=s.scale_large, llm=llm
     )
     md = _markdown(
         command=command,
@@ -563,6 +648,7 @@ def main(argv: list[str] | None = None) -> int:
         redis=redis,
         s=s,
         quick=args.quick,
+        llm=llm,
     )
     (out / "results.md").write_text(md, encoding="utf-8")
     raw = {
@@ -577,6 +663,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory": memory,
         "scale": scale,
         "redis": redis,
+        "llm": llm,
     }
     (out / "results.json").write_text(json.dumps(raw, indent=1, default=str), encoding="utf-8")
     if not args.no_plots:

@@ -104,6 +104,7 @@ def evaluate(
     *,
     scale_small: int,
     scale_large: int,
+    llm: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Every target (and informational row) the sections that ran can speak to."""
     t: list[dict[str, Any]] = []
@@ -203,7 +204,62 @@ def evaluate(
         t.extend(_langgraph(groups))
     if scale:
         t.extend(_scale(scale, scale_small, scale_large))
+    t.extend(_llm(groups, llm))
     return t
+
+
+# Strategies for LLM calls (issue 17).
+STALL_LATENESS_MS = 50.0
+
+
+def _llm(groups: Groups, llm: dict[str, Any] | None) -> list[dict[str, Any]]:
+    rows = []
+    if "llm_fallback" in groups:
+        rows.append(
+            target(
+                "fallback success overhead / LangChain `with_fallbacks`'",
+                overhead_ratio(groups, "llm_fallback", "fallback_ours", "fallback_langchain"),
+                0.1,
+                "{:.4f}x",
+                _vs_peer(groups, "llm_fallback", "fallback_ours", "fallback_langchain"),
+            )
+        )
+    for kind, what in (("yielding", "items yield to the loop"), ("ready", "items ready")):
+        group = f"llm_stream_{kind}"
+        if group in groups:
+            ours, peer = f"stream_{kind}_ours", f"stream_{kind}_fail_after"
+            rows.append(
+                target(
+                    f"stream per-item overhead / hand-written `fail_after`'s ({what})",
+                    overhead_ratio(groups, group, ours, peer),
+                    0.5,
+                    "{:.3f}x",
+                    _vs_peer(groups, group, ours, peer),
+                )
+            )
+    if llm is not None:
+        for backend, row in llm["stall"].items():
+            rows.append(
+                target(
+                    f"stalled stream cut: p99 ms past the idle bound ({backend})",
+                    row["p99"],
+                    STALL_LATENESS_MS,
+                    "{:.2f} ms",
+                    f"median {row['median']:.2f} ms over {row['n']} tries",
+                )
+            )
+        trio_row = llm.get("trio_per_item")
+        if trio_row is not None:
+            rows.append(
+                info(
+                    "stream per-item overhead / `fail_after`'s on trio (a native scope per item)",
+                    trio_row["ratio"],
+                    "{:.2f}x",
+                    f"{trio_row['ours_overhead_ns']:,.0f} ns vs "
+                    f"{trio_row['fail_after_overhead_ns']:,.0f} ns, not paired",
+                )
+            )
+    return rows
 
 
 def _langgraph(groups: Groups) -> list[dict[str, Any]]:

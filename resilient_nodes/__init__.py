@@ -81,7 +81,9 @@ from .errors import ErrorCode as ErrorCode
 from .errors import NodeCancellationError as NodeCancellationError
 from .errors import NodeCircuitOpenError as NodeCircuitOpenError
 from .errors import NodeExecutionError as NodeExecutionError
+from .errors import NodeFallbackExhaustedError as NodeFallbackExhaustedError
 from .errors import NodeRetryExhaustedError as NodeRetryExhaustedError
+from .errors import NodeStreamInterruptedError as NodeStreamInterruptedError
 from .errors import NodeTimeoutError as NodeTimeoutError
 from .errors import NodeValidationError as NodeValidationError
 from .errors import StateValidationError as StateValidationError
@@ -155,8 +157,10 @@ __all__ = [
     "NodeCircuitOpenError",
     "NodeErrorRecord",
     "NodeExecutionError",
+    "NodeFallbackExhaustedError",
     "NodeLogger",
     "NodeRetryExhaustedError",
+    "NodeStreamInterruptedError",
     "NodeTimeoutError",
     "NodeValidationError",
     "Policy",

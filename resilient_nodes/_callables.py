@@ -7,6 +7,8 @@ import inspect
 
 __all__ = ["callable_name", "is_async_callable"]
 
+_MAX_UNWRAP = 64  # a __wrapped__ cycle must not hang naming
+
 
 def is_async_callable(fn: object, /) -> bool:
     """Whether calling *fn* gives a coroutine.
@@ -25,9 +27,22 @@ def is_async_callable(fn: object, /) -> bool:
 
 
 def callable_name(fn: object, /) -> str:
-    """A readable qualified name for *fn* (used to name breakers and logs)."""
-    while isinstance(fn, functools.partial):
-        fn = fn.func
+    """A readable qualified name for *fn* (used to name breakers and logs).
+
+    Sees through partials and through wrappers that keep ``__wrapped__`` (a
+    wrapper of a partial has no name of its own to copy).
+    """
+    for _ in range(_MAX_UNWRAP):
+        if isinstance(fn, functools.partial):
+            fn = fn.func
+            continue
+        try:
+            wrapped = getattr(fn, "__wrapped__", None)
+        except Exception:
+            wrapped = None
+        if wrapped is None or wrapped is fn:
+            break
+        fn = wrapped
     name = getattr(fn, "__qualname__", None) or getattr(type(fn), "__qualname__", None)
     module = getattr(fn, "__module__", None)
     if not isinstance(name, str):

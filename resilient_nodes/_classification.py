@@ -18,11 +18,36 @@ The rules, in the order they are tried (the first that matches decides):
    is classified by its members. Retryable only if every member is (with the
    longest ``Retry-After`` of them); otherwise the first non-retryable member
    decides.
-5. An HTTP error status read by duck typing (``status_code``, ``status``, or
-   ``response.status_code`` / ``response.status``): 408 is a retryable
-   ``TIMEOUT``, 425 and 5xx a retryable ``SERVER``, 429 a retryable
-   ``RATE_LIMIT``; any other 4xx is a non-retryable ``CLIENT`` error. Statuses
-   below 400 say nothing and the next rules decide.
+5. Provider and HTTP errors, read by duck typing (no SDK is imported), in this
+   order:
+
+   a. the error code or type in the body, as the OpenAI and Anthropic SDKs
+      carry it (``code``, ``type``, ``error_code`` attributes; ``body["code"]``,
+      ``body["type"]``, ``body["error"][...]``, ``body["error"]["details"]
+      ["error_code"]``): a used-up quota (``insufficient_quota``,
+      ``billing_error``, ``*spend_limit_reached``...) is a non-retryable
+      ``QUOTA``; ``context_length_exceeded`` a non-retryable
+      ``CONTEXT_LENGTH``; ``authentication_error`` / ``permission_error`` /
+      ``invalid_api_key`` a non-retryable ``AUTH``; ``overloaded_error`` and
+      ``api_error`` / ``server_error`` a retryable ``SERVER``;
+      ``rate_limit_error`` / ``rate_limit_exceeded`` a retryable
+      ``RATE_LIMIT``. The body wins over the status: a 429 whose code is
+      ``insufficient_quota`` is a quota, not throttling, and an error event in
+      the middle of a stream (status 200) is read too;
+   b. the HTTP status (``status_code``, ``status``, or ``response.status_code``
+      / ``response.status``): 401 and 403 are a non-retryable ``AUTH``, 402 a
+      non-retryable ``QUOTA``, 408 a retryable ``TIMEOUT``, 425 and 5xx (529
+      overload included) a retryable ``SERVER``, 429 a retryable
+      ``RATE_LIMIT``; a 400, 413 or 422 whose message says the input is too
+      long for the model's context is a ``CONTEXT_LENGTH``; any other 4xx is a
+      non-retryable ``CLIENT`` error. Statuses below 400 say nothing;
+   c. a class named like ``*ContextWindow*`` / ``*ContextLength*`` (LiteLLM's
+      ``ContextWindowExceededError``): ``CONTEXT_LENGTH``;
+   d. then an ``x-should-retry: true|false`` response header, when present,
+      decides ``retryable`` (the category stays): the server's explicit word
+      wins over the status and the body, as in the SDKs themselves.
+
+   When none of a-c applies, the next rules decide.
 6. Timeouts (``TimeoutError`` or a class named ``*Timeout*``): retryable.
 7. Network errors (``ConnectionError``, socket address errors, network errnos, or
    a class named like ``*Connect*``, ``*Network*``, ``*Transport*``): retryable.
@@ -36,8 +61,9 @@ The rules, in the order they are tried (the first that matches decides):
     ``service unavailable``, ``overloaded``, a 429/502/503/504 status...): retryable.
 12. Anything else: ``UNKNOWN``, not retryable.
 
-``Retry-After`` comes from a ``retry_after`` attribute (seconds or timedelta) or
-a ``Retry-After`` header on ``headers`` / ``response.headers`` (seconds as text,
+``Retry-After`` comes from a ``retry_after`` attribute (seconds or timedelta), a
+``retry-after-ms`` header (milliseconds, preferred, as the SDKs do) or a
+``Retry-After`` header on ``headers`` / ``response.headers`` (seconds as text,
 bytes or a number, or an HTTP date; header names match in any case). Negative,
 non-finite or unparseable values are ignored, a date in the past means 0, and
 anything longer than a day is capped at a day. Classification never raises,
@@ -69,7 +95,9 @@ from .errors import (
     NodeCancellationError,
     NodeCircuitOpenError,
     NodeExecutionError,
+    NodeFallbackExhaustedError,
     NodeRetryExhaustedError,
+    NodeStreamInterruptedError,
     NodeTimeoutError,
     NodeValidationError,
 )
@@ -103,6 +131,14 @@ class ErrorCategory(enum.StrEnum):
     CANCELLED = "cancelled"
     RETRY_EXHAUSTED = "retry_exhausted"
     UNKNOWN = "unknown"
+    QUOTA = "quota"
+    """A used-up quota or spending limit (``insufficient_quota``): not retried,
+    and no fallback by default (it needs an operator, not another attempt)."""
+    CONTEXT_LENGTH = "context_length"
+    """The input is too long for the model: not retried; a fallback to a larger
+    model can route on it (``Policy.fallback(big, on=...)``)."""
+    AUTH = "auth"
+    """Authentication or permission refused (401/403): not retried, no fallback."""
 
 
 _CODE_FOR: Final[Mapping[ErrorCategory, ErrorCode]] = {
@@ -310,16 +346,56 @@ def _parse_retry_after_text(text: str) -> float | None:
     return min(max(0.0, (when - datetime.now(UTC)).total_seconds()), _RETRY_AFTER_CAP)
 
 
+def _parse_retry_after_ms(value: object) -> float | None:
+    """Seconds from a ``retry-after-ms`` value (milliseconds, as a number or text)."""
+    if isinstance(value, bytes | str):
+        text = value.decode("latin-1") if isinstance(value, bytes) else value
+        if not _DELAY_SECONDS.fullmatch(text.strip()):
+            return None
+        value = float(text)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        return _parse_retry_after(float(value) / 1000.0)
+    except OverflowError:
+        return _RETRY_AFTER_CAP
+
+
+def _response_headers(error: BaseException) -> tuple[object, ...]:
+    """The header collections the error carries: its own, then its response's."""
+    found = []
+    for owner in (error, _attr(error, "response")):
+        if owner is not None:
+            headers = _attr(owner, "headers")
+            if headers is not None:
+                found.append(headers)
+    return tuple(found)
+
+
 def _retry_after(error: BaseException) -> float | None:
     found = _parse_retry_after(_attr(error, "retry_after"))
     if found is not None:
         return found
-    for owner in (error, _attr(error, "response")):
-        if owner is None:
-            continue
-        found = _parse_retry_after(_header(_attr(owner, "headers"), "Retry-After"))
+    for headers in _response_headers(error):
+        # Milliseconds first, as the OpenAI and Anthropic SDKs read them.
+        found = _parse_retry_after_ms(_header(headers, "retry-after-ms"))
+        if found is None:
+            found = _parse_retry_after(_header(headers, "Retry-After"))
         if found is not None:
             return found
+    return None
+
+
+def _should_retry(error: BaseException) -> bool | None:
+    """The server's ``x-should-retry`` answer, if it gave one (``true``/``false``)."""
+    for headers in _response_headers(error):
+        value = _header(headers, "x-should-retry")
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")
+        if isinstance(value, str):
+            answer = value.strip().lower()
+            if answer in {"true", "false"}:
+                return answer == "true"
     return None
 
 
@@ -364,15 +440,131 @@ _PROGRAMMING: Final = (
 _MAX_DEPTH: Final = 16
 
 
-def _http_verdict(status: int, retry_after: float | None) -> ErrorClassification:
-    if status == 429:
-        category, retryable = ErrorCategory.RATE_LIMIT, True
-    elif status == 408:
-        category, retryable = ErrorCategory.TIMEOUT, True
-    elif status == 425 or status >= 500:
-        category, retryable = ErrorCategory.SERVER, True
-    else:
-        category, retryable = ErrorCategory.CLIENT, False
+# --- provider errors (rule 5) ---------------------------------------------------------
+
+# Error codes and types as the providers put them in the body (OpenAI's ``code`` /
+# ``type``, Anthropic's ``error.type`` and ``error.details.error_code``), lower case.
+_BODY_CATEGORIES: Final[Mapping[str, tuple[ErrorCategory, bool]]] = {
+    # A used-up quota or spending limit: waiting does not refill it.
+    "insufficient_quota": (ErrorCategory.QUOTA, False),
+    "billing_hard_limit_reached": (ErrorCategory.QUOTA, False),
+    "billing_error": (ErrorCategory.QUOTA, False),
+    "quota_exceeded": (ErrorCategory.QUOTA, False),
+    # The input does not fit the model.
+    "context_length_exceeded": (ErrorCategory.CONTEXT_LENGTH, False),
+    "context_window_exceeded": (ErrorCategory.CONTEXT_LENGTH, False),
+    "model_context_window_exceeded": (ErrorCategory.CONTEXT_LENGTH, False),
+    # A key or a permission is wrong: every attempt would be refused alike.
+    "authentication_error": (ErrorCategory.AUTH, False),
+    "permission_error": (ErrorCategory.AUTH, False),
+    "invalid_api_key": (ErrorCategory.AUTH, False),
+    # Transient: overload, throttling, the provider's own failure.
+    "overloaded_error": (ErrorCategory.SERVER, True),
+    "api_error": (ErrorCategory.SERVER, True),
+    "server_error": (ErrorCategory.SERVER, True),
+    "rate_limit_error": (ErrorCategory.RATE_LIMIT, True),
+    "rate_limit_exceeded": (ErrorCategory.RATE_LIMIT, True),
+    "timeout_error": (ErrorCategory.TIMEOUT, True),
+}
+# When a body carries several codes (a type and a code), the most specific wins.
+_BODY_PRECEDENCE: Final = (
+    ErrorCategory.QUOTA,
+    ErrorCategory.CONTEXT_LENGTH,
+    ErrorCategory.AUTH,
+    ErrorCategory.RATE_LIMIT,
+    ErrorCategory.TIMEOUT,
+    ErrorCategory.SERVER,
+)
+_SPEND_LIMIT = re.compile(r"spend_limit_reached$")
+_CONTEXT_NAME = re.compile(r"ContextWindow|ContextLength")
+_CONTEXT_TEXT = re.compile(
+    r"(?i)maximum context length|context[ _]length[ _]exceeded|context window"
+    r"|prompt is too long|input is too long|too many (?:input )?tokens"
+)
+_MAX_BODY_DEPTH: Final = 3
+
+
+def _body_strings(body: object, depth: int = 0) -> list[str]:
+    """``code`` / ``type`` / ``error_code`` strings of a provider error body."""
+    if not isinstance(body, Mapping) or depth > _MAX_BODY_DEPTH:
+        return []
+    found = []
+    for key in ("code", "type", "error_code"):
+        try:
+            value = body.get(key)
+        except Exception:
+            value = None
+        if isinstance(value, str):
+            found.append(value)
+    for key in ("error", "details"):
+        try:
+            inner = body.get(key)
+        except Exception:
+            inner = None
+        found.extend(_body_strings(inner, depth + 1))
+    return found
+
+
+def _body_category(error: BaseException) -> tuple[ErrorCategory, bool] | None:
+    """What the provider's error code or type says the error is, if it says."""
+    codes = [
+        value
+        for value in (_attr(error, "code"), _attr(error, "type"), _attr(error, "error_code"))
+        if isinstance(value, str)
+    ]
+    codes.extend(_body_strings(_attr(error, "body")))
+    found: dict[ErrorCategory, bool] = {}
+    for code in codes:
+        key = code.strip().lower()
+        verdict = _BODY_CATEGORIES.get(key)
+        if verdict is None and _SPEND_LIMIT.search(key):
+            verdict = (ErrorCategory.QUOTA, False)
+        if verdict is not None:
+            found.setdefault(*verdict)
+    for category in _BODY_PRECEDENCE:
+        if category in found:
+            return category, found[category]
+    return None
+
+
+_STATUS_CATEGORIES: Final[Mapping[int, tuple[ErrorCategory, bool]]] = {
+    401: (ErrorCategory.AUTH, False),
+    402: (ErrorCategory.QUOTA, False),
+    403: (ErrorCategory.AUTH, False),
+    408: (ErrorCategory.TIMEOUT, True),
+    425: (ErrorCategory.SERVER, True),
+    429: (ErrorCategory.RATE_LIMIT, True),
+}
+
+
+def _status_category(status: int, error: BaseException) -> tuple[ErrorCategory, bool]:
+    known = _STATUS_CATEGORIES.get(status)
+    if known is not None:
+        return known
+    if status >= 500:
+        return ErrorCategory.SERVER, True
+    if status in {400, 413, 422} and _CONTEXT_TEXT.search(safe_text(error, None)[:2000]):
+        return ErrorCategory.CONTEXT_LENGTH, False
+    return ErrorCategory.CLIENT, False
+
+
+def _provider_verdict(
+    error: BaseException, names: tuple[str, ...], retry_after: float | None
+) -> ErrorClassification | None:
+    """Rule 5 of the module docstring: body code, status, class name, x-should-retry."""
+    verdict = _body_category(error)
+    if verdict is None:
+        status = http_status(error)
+        if status is not None:
+            verdict = _status_category(status, error)
+        elif any(_CONTEXT_NAME.search(name) for name in names):
+            verdict = (ErrorCategory.CONTEXT_LENGTH, False)
+        else:
+            return None
+    category, retryable = verdict
+    should_retry = _should_retry(error)
+    if should_retry is not None:
+        retryable = should_retry
     return ErrorClassification(category, retryable=retryable, retry_after=retry_after)
 
 
@@ -414,6 +606,29 @@ def _classify_group(
     return attrs.evolve(verdicts[0], retry_after=max(waits) if waits else None)
 
 
+def _strategy_error(
+    error: NodeFallbackExhaustedError | NodeStreamInterruptedError, depth: int, seen: set[int]
+) -> ErrorClassification:
+    """Rule 3 for the errors of `Policy.fallback` and `Policy.stream`.
+
+    A fallback that ran out is judged by what its routes raised, as a group is
+    (so a retry around the whole route may try it again); a committed stream's
+    failure keeps the category of its cause, for the breaker, but is never
+    retryable: a retry would deliver its items again.
+    """
+    if depth >= _MAX_DEPTH:
+        return ErrorClassification(ErrorCategory.UNKNOWN, retryable=False, code=error.code)
+    if isinstance(error, NodeFallbackExhaustedError):
+        members = [e for e in error.errors if id(e) not in seen] or [_NO_ROUTE]
+        verdict = _classify_group(BaseExceptionGroup("routes", members), depth, seen)
+        return attrs.evolve(verdict, code=error.code)
+    cause = _classify(error.last_error, depth + 1, seen)
+    return ErrorClassification(cause.category, retryable=False, code=error.code)
+
+
+_NO_ROUTE: Final = Exception("no route was tried")
+
+
 def _matching_rule(error: BaseException) -> ErrorClassification | None:
     for rule in _rules:
         if rule.matches(error):
@@ -441,6 +656,8 @@ def _classify(error: BaseException, depth: int, seen: set[int]) -> ErrorClassifi
     verdict = _matching_rule(error)
     if verdict is not None:
         return verdict
+    if isinstance(error, NodeFallbackExhaustedError | NodeStreamInterruptedError):
+        return _strategy_error(error, depth, seen)
     if isinstance(error, NodeExecutionError):
         return _own_error(error)
     names = _mro_names(error)
@@ -455,9 +672,9 @@ def _classify_other(  # noqa: PLR0911 - one return per rule reads best
 ) -> ErrorClassification:
     """Rules 5-12 of the module docstring."""
     retry_after = _retry_after(error)
-    status = http_status(error)
-    if status is not None:
-        return _http_verdict(status, retry_after)
+    verdict = _provider_verdict(error, names, retry_after)
+    if verdict is not None:
+        return verdict
     if isinstance(error, TimeoutError) or any("Timeout" in name for name in names):
         return ErrorClassification(ErrorCategory.TIMEOUT, retryable=True, retry_after=retry_after)
     if _is_network(error, names):

@@ -60,6 +60,9 @@ class ExecutionContext:
         run_id: LangGraph's run id, when the RunnableConfig carried one.
         thread_id: LangGraph's thread id, when the RunnableConfig carried one.
         metadata: Free metadata (read-only), for example from the RunnableConfig.
+        served_by: The alternative serving this call when a `Policy.fallback`
+            layer has switched to one (its qualified name); None while the
+            primary callable runs.
     """
 
     trace_id: str = attrs.field(factory=generate_trace_id)
@@ -72,6 +75,7 @@ class ExecutionContext:
     metadata: Mapping[str, Any] = attrs.field(
         factory=dict, converter=_frozen_mapping, eq=False, hash=False
     )
+    served_by: str | None = None
 
     def with_attempt(self, attempt: int, /) -> ExecutionContext:
         """A copy for another attempt."""

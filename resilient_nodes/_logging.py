@@ -70,6 +70,16 @@ class LogEvent(enum.StrEnum):
     """A node's own code logged an error: `NodeLogger.log_error` (error)."""
     NODE_RETRY = "node.retry"
     """A node's own code logged a retry of its own: `NodeLogger.log_retry` (info)."""
+    FALLBACK_STARTED = "fallback.started"
+    """The callable serving a call failed; the next alternative is tried (info)."""
+    FALLBACK_SERVED = "fallback.served"
+    """An alternative returned; ``served_by`` names it (info)."""
+    FALLBACK_PREDICATE_FAILED = "fallback.predicate_failed"
+    """A fallback's ``on`` predicate raised; the judged error propagates (warning)."""
+    STREAM_STALLED = "stream.stalled"
+    """A stream's first item or next item did not come within its bound (warning)."""
+    STREAM_INTERRUPTED = "stream.interrupted"
+    """A stream failed after items reached the caller; not retried (warning)."""
 
 
 def emit(log_method: Callable[..., Any], event: str, /, **fields: Any) -> None:

@@ -20,8 +20,12 @@ a long-running worker is easily missed while the behaviour is plainly wrong:
 * a timeout inside a timeout that is not shorter, with no retry between them
   (the inner one can never fire first).
 
+* ``Policy.fallback(backup) | Policy.llm() | Policy.breaker()``: the primary's
+  retries run first, then *backup*; an open breaker goes to *backup* at once.
+
 Each layer is a thin adapter over its library (retry on tenacity, breaker on
-pybreaker, timeout on anyio); this module only composes them.
+pybreaker, timeout on anyio) or a small module of our own (fallback in
+`resilient_nodes._fallback`); this module only composes them.
 """
 
 from __future__ import annotations
@@ -36,13 +40,24 @@ from ._breaker import NodeCircuitBreaker, wrap_breaker
 from ._callables import callable_name
 from ._chaos import ChaosConfig, wrap_chaos
 from ._config import BreakerConfig, RetryConfig, TimeoutConfig, load_config, unstructure_config
+from ._fallback import wrap_fallback
 from ._retry import wrap_retry
+from ._stream import (
+    StreamConfig,
+    base_opener,
+    bound_attempts,
+    guard_stream,
+    is_stream_function,
+    route_stream,
+    stream_shell,
+    time_stream,
+)
 from ._text import describe, safe_text
 from ._timeout import wrap_timeout
 from .errors import ConfigError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable
+    from collections.abc import AsyncIterator, Awaitable
     from os import PathLike
 
 
@@ -126,6 +141,12 @@ class _TimeoutLayer:
         del breakers
         return wrap_timeout(fn, self.config, name=name)
 
+    def wrap_stream(
+        self, opener: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]
+    ) -> Any:
+        del breakers
+        return time_stream(opener, self.config, name)
+
 
 @attrs.frozen
 class _BreakerLayer:
@@ -150,7 +171,7 @@ class _BreakerLayer:
             data["storage"] = to_dict()
         return data
 
-    def wrap(self, fn: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]) -> Any:
+    def breaker(self, name: str, breakers: list[NodeCircuitBreaker]) -> NodeCircuitBreaker:
         breaker = NodeCircuitBreaker(
             name,
             failure_threshold=self.config.failure_threshold,
@@ -159,7 +180,15 @@ class _BreakerLayer:
             storage=self.storage,
         )
         breakers.append(breaker)
-        return wrap_breaker(fn, breaker, name=name)
+        return breaker
+
+    def wrap(self, fn: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]) -> Any:
+        return wrap_breaker(fn, self.breaker(name, breakers), name=name)
+
+    def wrap_stream(
+        self, opener: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]
+    ) -> Any:
+        return guard_stream(opener, self.breaker(name, breakers), name)
 
 
 @attrs.frozen
@@ -178,7 +207,59 @@ class _ChaosLayer:
         return wrap_chaos(fn, self.config, name=name)
 
 
-_Layer = _RetryLayer | _TimeoutLayer | _BreakerLayer | _ChaosLayer
+# --- strategies for LLM calls (issue 17) -------------------------------------------------
+
+
+@attrs.frozen
+class _FallbackLayer:
+    kind: ClassVar[str] = "fallback"
+    alternatives: tuple[Callable[..., Any], ...]
+    on: Callable[..., Any] | None = None
+
+    def expr(self) -> str:
+        args = [_value_repr(alternative) for alternative in self.alternatives]
+        if self.on is not None:
+            args.append(f"on={_value_repr(self.on)}")
+        return f"Policy.fallback({', '.join(args)})"
+
+    def to_dict(self) -> dict[str, Any]:
+        raise ConfigError(
+            [("alternatives", "a fallback holds callables, which cannot be written as data")]
+        )
+
+    def wrap(self, fn: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]) -> Any:
+        del breakers
+        return wrap_fallback(fn, self.alternatives, self.on, name=name)
+
+    def wrap_stream(
+        self, opener: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]
+    ) -> Any:
+        del breakers
+        return route_stream(opener, self.alternatives, self.on, name)
+
+
+@attrs.frozen
+class _StreamLayer:
+    kind: ClassVar[str] = "stream"
+    config: StreamConfig
+
+    def expr(self) -> str:
+        args = ", ".join(
+            f"{key}={_value_repr(value)}" for key, value in self.config.to_dict().items()
+        )
+        return f"Policy.stream({args})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.kind, **self.config.to_dict()}
+
+    def wrap(self, fn: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]) -> Any:
+        del breakers
+        return bound_attempts(fn, self.config, name)
+
+    wrap_stream = wrap
+
+
+_Layer = _RetryLayer | _TimeoutLayer | _BreakerLayer | _ChaosLayer | _FallbackLayer | _StreamLayer
 
 
 def _retry_config(layer: _Layer) -> RetryConfig:
@@ -232,8 +313,8 @@ class Policy:
     """An immutable pipeline of resilience layers; ``|`` composes (left is outermost).
 
     Build with `Policy.retry`, `Policy.timeout`, `Policy.breaker`, the retry presets
-    `Policy.llm`, `Policy.tool`, `Policy.validation`, and the identity
-    `Policy.none`. Apply with `Policy.wrap` or `create_node`.
+    `Policy.llm`, `Policy.tool`, `Policy.validation`, `Policy.fallback`, and the
+    identity `Policy.none`. Apply with `Policy.wrap` or `create_node`.
     """
 
     layers: tuple[_Layer, ...] = attrs.field(default=(), converter=_layers_converter)
@@ -408,6 +489,74 @@ class Policy:
         )
         return cls((_ChaosLayer(config),))
 
+    # --- strategies for LLM calls (issue 17) -------------------------------------
+
+    @classmethod
+    def fallback(
+        cls,
+        *alternatives: Callable[..., Any],
+        on: Callable[[Exception], bool] | None = None,
+    ) -> Policy:
+        """Try *alternatives* in order when the layers to the right fail.
+
+        ``Policy.fallback(backup) | Policy.llm() | Policy.breaker()`` runs the
+        primary's retries first, then *backup*; an open breaker on the primary
+        goes to *backup* at once, with no call to the primary.
+
+        Args:
+            *alternatives: Callables of the wrapped function's kind, called with
+                the same arguments (typically each wrapped by its own policy).
+            on: Predicate on the exception replacing the default rule (which
+                falls back on retryable, timeout, network, server and rate-limit
+                errors, exhausted retries and an open circuit; never on quota,
+                auth, validation or programming errors, or control flow).
+
+        Raises:
+            ConfigError: No alternative, or one that is not callable, or an
+                *on* that is not callable.
+        """
+        # Checked at run time too, for untyped callers.
+        given: tuple[object, ...] = alternatives
+        predicate: object = on
+        problems = [
+            (f"alternatives[{index}]", f"must be callable, got {describe(alternative)}")
+            for index, alternative in enumerate(given)
+            if not callable(alternative)
+        ]
+        if not alternatives:
+            problems.append(("alternatives", "at least one alternative is required"))
+        if predicate is not None and not callable(predicate):
+            message = f"must be a predicate on the exception, got {describe(predicate)}"
+            problems.append(("on", message))
+        if problems:
+            raise ConfigError(problems)
+        return cls((_FallbackLayer(tuple(alternatives), on),))
+
+    @classmethod
+    def stream(
+        cls,
+        *,
+        first_item: _config.Seconds | None = None,
+        idle: _config.Seconds | None = None,
+    ) -> Policy:
+        """Bound a stream's wait for its first item and the gap between items.
+
+        Makes the policy a stream policy: ``policy.wrap(fn)`` for a function
+        returning an async iterator gives a function returning one. Retries and
+        fallbacks act only before the first item reaches the caller; afterwards a
+        failure is `NodeStreamInterruptedError`. Like a timeout, the bounds apply
+        to what the layer encloses: put it right of a retry for per-attempt
+        bounds (``Policy.llm() | Policy.stream(first_item=10, idle=5)``).
+
+        Args:
+            first_item: Seconds (or timedelta) to wait for the first item.
+            idle: Seconds (or timedelta) to wait for each later item.
+
+        Raises:
+            ConfigError: On a bound that is not a positive duration.
+        """
+        return cls((_StreamLayer(StreamConfig.create(first_item=first_item, idle=idle)),))
+
     # --- algebra --------------------------------------------------------------------
 
     def __or__(self, other: Policy) -> Policy:
@@ -495,6 +644,10 @@ class Policy:
 
     @overload
     def wrap(
+        self, fn: Callable[P, AsyncIterator[T]], /, *, name: str | None = None
+    ) -> Callable[P, AsyncIterator[T]]: ...
+    @overload
+    def wrap(
         self, fn: Callable[P, Awaitable[T]], /, *, name: str | None = None
     ) -> Callable[P, Awaitable[T]]: ...
     @overload
@@ -502,7 +655,10 @@ class Policy:
     def wrap(self, fn: Callable[P, Any], /, *, name: str | None = None) -> Callable[P, Any]:
         """Apply the pipeline to *fn*, keeping its signature and kind.
 
-        A sync callable stays sync and an async one stays async. A breaker layer
+        A sync callable stays sync and an async one stays async. An async
+        generator function (or, under a `Policy.stream` layer, any function
+        returning an async iterator) gives a function returning an async
+        iterator (see `Policy.stream`). A breaker layer
         makes one breaker for this wrapped function, named *name* (by default the
         function's qualified name), shared by all its calls. Errors propagate.
 
@@ -528,16 +684,40 @@ def build_pipeline(
     if not callable(fn):
         raise ConfigError([(name, f"must be callable, got {type(fn).__name__}")])
     breakers: list[NodeCircuitBreaker] = []
+    if policy.layers and (
+        is_stream_function(fn) or any(isinstance(layer, _StreamLayer) for layer in policy.layers)
+    ):
+        return _build_stream(policy, fn, name, breakers), tuple(breakers)
     wrapped: Callable[..., Any] = fn
     for layer in reversed(policy.layers):
         wrapped = layer.wrap(wrapped, name, breakers)
     return wrapped, tuple(breakers)
 
 
+def _build_stream(
+    policy: Policy, fn: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]
+) -> Callable[..., Any]:
+    """The pipeline over a function returning an async iterator (see `resilient_nodes._stream`).
+
+    Each layer wraps an *attempt* (the call and its first item). Layers whose
+    meaning reaches past the first item (stream bounds, timeout, breaker,
+    fallback) have a ``wrap_stream``; any other layer wraps the attempt as the
+    async function it is.
+    """
+    opener: Callable[..., Any] = base_opener(fn)
+    for layer in reversed(policy.layers):
+        wrap_stream = getattr(layer, "wrap_stream", None)
+        if wrap_stream is not None:
+            opener = wrap_stream(opener, name, breakers)
+        else:
+            opener = layer.wrap(opener, name, breakers)
+    return stream_shell(opener, fn, name)
+
+
 _NONE: Final = Policy()
 
 
-_LAYER_TYPES: Final = ("breaker", "chaos", "retry", "timeout")
+_LAYER_TYPES: Final = ("breaker", "chaos", "retry", "stream", "timeout")
 
 
 def _key_list(keys: Iterable[object]) -> str:
@@ -561,6 +741,14 @@ def _choice_problem(what: str, value: object, choices: Iterable[str]) -> str:
     return f"unknown {what} {safe_text(value, 80, as_repr=True)} (expected one of: {expected})"
 
 
+# Layers read from their data in one step, by type.
+_PLAIN_LAYERS: Final[Mapping[str, Callable[[dict[str, Any], str], _Layer]]] = {
+    "timeout": lambda body, where: _TimeoutLayer(load_config(body, TimeoutConfig, path=where)),
+    "chaos": lambda body, where: _ChaosLayer(ChaosConfig.from_dict(body, path=where)),
+    "stream": lambda body, where: _StreamLayer(StreamConfig.from_dict(body, path=where)),
+}
+
+
 def _layer_from_dict(item: object, where: str) -> _Layer:
     """One layer from plain data, reporting every problem it has at once."""
     if not isinstance(item, Mapping):
@@ -572,10 +760,9 @@ def _layer_from_dict(item: object, where: str) -> _Layer:
         raise ConfigError([(f"{where}.type", _choice_problem("layer type", kind, _LAYER_TYPES))])
     if kind == "retry":
         return _retry_layer_from_dict(body, where)
-    if kind == "timeout":
-        return _TimeoutLayer(load_config(body, TimeoutConfig, path=where))
-    if kind == "chaos":
-        return _ChaosLayer(ChaosConfig.from_dict(body, path=where))
+    plain = _PLAIN_LAYERS.get(kind)
+    if plain is not None:
+        return plain(body, where)
     problems: list[tuple[str, str]] = []
     storage_data = body.pop("storage", None)
     try:

@@ -34,12 +34,45 @@ One probe across all processes
 ------------------------------
 In half-open state a call may only probe while its process holds the probe lease,
 a Redis key set with ``SET NX PX`` (``probe_lease``, default 5 s). The lease cannot
-be taken synchronously under the breaker's lock, so the first caller that finds no
-lease is rejected (as if another probe were running) and the thread asks Redis
-for it; once it is granted, the next call in that process is the probe. The
-outcome and a compare-and-delete of the lease go out in one script run. A lease
-that is not used within ``refresh_interval`` is handed back, and a lease whose
-holder died expires on its own.
+be taken under the breaker's lock (that would be I/O on the caller's path), so the
+thread takes it *before* the call:
+
+* **Ahead of the call.** When the mirror shows the circuit is due to recover, the
+  thread of each process that used the breaker lately (recorded an outcome or was
+  refused a probe within ``recovery_timeout + probe_lease + refresh_interval``)
+  asks for the lease at that moment; the one that gets it moves the shared
+  breaker to half-open. Its next call, however late it comes, is the probe: a
+  process calling once every few seconds recovers on its first call, as with an
+  in-memory breaker. The lease is held unused for as long as the circuit stays
+  due and nobody else wants it, extended every ``refresh_interval / 5``.
+* **On a refused call.** A call in a process without the lease is refused (as if
+  another probe were running); its thread asks for the lease, retrying after
+  ``refresh_interval / 5``, doubling up to ``refresh_interval``, and marks it
+  wanted. An unused lease taken ahead of calls goes back as soon as its holder
+  sees that mark, so a busy process waits at most about
+  ``2 * refresh_interval / 5`` (0.2 s by default) for an idle one, and the
+  holder then stands back for a refresh interval. A lease taken for a refused
+  call is kept unused for up to ``probe_lease``, waiting for that process's
+  next call, before it yields too.
+* **While the probe runs** the thread extends the lease at every refresh (and at
+  least every ``probe_lease / 3``), so no other process probes however long it
+  takes; a probe that never returns keeps the breaker half-open everywhere, as
+  it would in memory (bound it with ``Policy.timeout``). The outcome and a
+  compare-and-delete of the lease go out in one script run. A holder that dies
+  stops extending it, and the lease expires within ``probe_lease``; so does a
+  lease whose holder cannot reach Redis for that long, and then another process
+  may probe alongside.
+
+Forked processes
+----------------
+A storage built before ``os.fork()`` (gunicorn ``--preload``, Celery prefork,
+multiprocessing's fork) works in the child: ``os.register_at_fork`` hooks make the
+parent's thread finish what it is doing (under a lock it holds whenever it calls
+into a breaker) before the fork, and give the child new locks, new events and its
+own thread and connections. Operations and a lease that the parent had not sent
+yet stay the parent's; the child keeps the mirror and syncs from Redis. A child
+that exits right away (``os._exit``) may leave its last writes unsent, unless it
+calls `RedisBreakerStorage.close`.
 
 When Redis is unreachable or slow
 ---------------------------------
@@ -56,7 +89,8 @@ the outage count in the shared breaker, a local reset closes it, and stale moves
 state wins. A batch whose reply was lost may be applied twice (at least once).
 
 Keys are ``{prefix}:{name}:state`` (a hash: state, failures, successes,
-opened_at in epoch milliseconds) and ``{prefix}:{name}:probe``, so one storage
+opened_at in epoch milliseconds, and wanted: when a refused process last asked for
+the lease) and ``{prefix}:{name}:probe``, so one storage
 serves any number of nodes and two nodes never share keys. Processes sharing a
 breaker should use the same thresholds: each applies its own in the script.
 """
@@ -100,21 +134,32 @@ _HALF_OPEN: Final = "half-open"
 
 _MAX_OPS: Final = 1000
 
+# Seconds a fork waits for a storage thread to finish what it is doing.
+_FORK_WAIT: Final = 2.0
+
 # One script for every operation. KEYS: state hash, probe lease. ARGV: now (ms),
 # failure threshold, success threshold, recovery (ms), lease (ms), then operations:
 # f<ms> failure, s success, h<ms> move to half-open if recovered by then, c close
-# (reset), a<token> take the lease, r<token> give it back. `_replay` below must
-# follow the same rules.
+# (reset), r<token> give the lease back, and at most one lease operation last:
+# a<token> take it for a call that was refused (or mark it wanted), p<token> take it
+# ahead of any call unless someone wants it, e<token> extend it. `_replay` below
+# must follow the same rules for f, s, h and c.
 _SCRIPT: Final = """
 local key, lease = KEYS[1], KEYS[2]
 local now = tonumber(ARGV[1])
 local fmax, smax = tonumber(ARGV[2]), tonumber(ARGV[3])
 local recovery, lease_ms = tonumber(ARGV[4]), ARGV[5]
 local state = redis.call('HGET', key, 'state') or 'closed'
-local acquired = 0
+local held = 0
 local function trip(at)
   state = 'open'
   redis.call('HSET', key, 'state', 'open', 'opened_at', at, 'successes', 0)
+  redis.call('HDEL', key, 'wanted')
+end
+local function close()
+  state = 'closed'
+  redis.call('HSET', key, 'state', 'closed', 'failures', 0, 'successes', 0)
+  redis.call('HDEL', key, 'wanted')
 end
 local function recovered(at)
   if state ~= 'open' then return false end
@@ -123,6 +168,10 @@ end
 local function half_open()
   state = 'half-open'
   redis.call('HSET', key, 'state', 'half-open', 'successes', 0)
+end
+local function wanted()
+  local at = tonumber(redis.call('HGET', key, 'wanted'))
+  return at ~= nil and at + tonumber(lease_ms) > now
 end
 for i = 6, #ARGV do
   local op = ARGV[i]
@@ -138,29 +187,37 @@ for i = 6, #ARGV do
     if state == 'closed' then
       redis.call('HSET', key, 'failures', 0)
     elseif state == 'half-open' then
-      if redis.call('HINCRBY', key, 'successes', 1) >= smax then
-        state = 'closed'
-        redis.call('HSET', key, 'state', 'closed', 'failures', 0, 'successes', 0)
-      end
+      if redis.call('HINCRBY', key, 'successes', 1) >= smax then close() end
     end
   elseif code == 'h' then
     if recovered(tonumber(arg)) then half_open() end
   elseif code == 'c' then
-    state = 'closed'
-    redis.call('HSET', key, 'state', 'closed', 'failures', 0, 'successes', 0)
+    close()
     redis.call('DEL', lease)
-  elseif code == 'a' then
-    if recovered(now) then half_open() end
-    if state == 'half-open' and redis.call('SET', lease, arg, 'NX', 'PX', lease_ms) then
-      acquired = 1
-    end
   elseif code == 'r' then
     if redis.call('GET', lease) == arg then redis.call('DEL', lease) end
+  elseif code == 'e' then
+    if redis.call('GET', lease) == arg then
+      redis.call('PEXPIRE', lease, lease_ms)
+      held = 1
+    end
+  elseif code == 'a' or code == 'p' then
+    if code == 'a' or not wanted() then
+      if recovered(now) then half_open() end
+      if state == 'half-open' then
+        if redis.call('SET', lease, arg, 'NX', 'PX', lease_ms) then
+          held = 1
+          redis.call('HDEL', key, 'wanted')
+        elseif code == 'a' then
+          redis.call('HSET', key, 'wanted', now)
+        end
+      end
+    end
   end
 end
 local v = redis.call('HMGET', key, 'failures', 'successes', 'opened_at')
-return {state, tonumber(v[1]) or 0, tonumber(v[2]) or 0, v[3] or '', acquired,
-        redis.call('PTTL', lease)}
+return {state, tonumber(v[1]) or 0, tonumber(v[2]) or 0, v[3] or '', held,
+        redis.call('PTTL', lease), wanted() and 1 or 0}
 """
 _SHA: Final = hashlib.sha1(_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
@@ -241,7 +298,8 @@ class RedisBreakerStorage:
         prefix: Key prefix; breakers with the same name and prefix are one breaker.
         refresh_interval: Seconds between two reads of the shared state.
         timeout: Seconds allowed to connect and for each round trip.
-        probe_lease: Seconds a half-open probe may hold the shared probe slot.
+        probe_lease: Seconds the shared probe slot outlives a holder that stopped
+            extending it (died, or cannot reach Redis); see the module docstring.
         warn_interval: Minimum seconds between two "unavailable" warnings.
 
     Raises:
@@ -295,6 +353,11 @@ class RedisBreakerStorage:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
+        # Held by the thread whenever it is not waiting or talking to Redis (it
+        # calls into breakers then, under their locks), and by `os.fork` hooks,
+        # so a child never inherits a lock that a vanished thread holds.
+        self._quiet = threading.RLock()
+        self._forking = False
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
         self._closed = False
@@ -302,6 +365,7 @@ class RedisBreakerStorage:
         self._down_since: float | None = None
         self._last_warning = -math.inf
         self._retry_at = 0.0
+        _STORAGES.add(self)
 
     # --- plain data ------------------------------------------------------------------
 
@@ -406,6 +470,42 @@ class RedisBreakerStorage:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
+    # --- fork ------------------------------------------------------------------------
+
+    def before_fork(self) -> None:
+        """Called by `os.fork` in the forking thread: wait until the thread is quiet."""
+        # Bounded: a fork must never hang on us, even if the wait cannot succeed.
+        self._forking = self._quiet.acquire(timeout=_FORK_WAIT)
+
+    def after_fork_in_parent(self) -> None:
+        """Called by `os.fork` in the parent: let the thread go on."""
+        if self._forking:
+            self._forking = False
+            self._quiet.release()
+
+    def after_fork_in_child(self) -> None:
+        """Called by `os.fork` in the child, which has no thread: start its own.
+
+        Locks and events may have been held by threads that do not exist here,
+        so they are new. What was queued or leased belongs to the parent (which
+        still sends it); the child keeps the mirror and syncs from Redis.
+        """
+        self._quiet = threading.RLock()
+        self._forking = False
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        if self._closed:
+            self._stop.set()
+        self._pid = os.getpid()
+        self._thread = None
+        views = list(self._views)
+        for view in views:
+            view.after_fork(wake=self._wake, closed=self._stop)
+        if views and not self._closed:
+            with self._lock:
+                self._start()
+
     # --- the thread ------------------------------------------------------------------
 
     def _start(self) -> None:
@@ -415,25 +515,33 @@ class RedisBreakerStorage:
             self._thread = None
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(
-                target=self._run, name=f"resilient_nodes-redis-{self.prefix}", daemon=True
+                target=self._run,
+                args=(self._wake, self._stop),
+                name=f"resilient_nodes-redis-{self.prefix}",
+                daemon=True,
             )
             self._thread.start()
 
-    def _run(self) -> None:
+    def _run(self, wake: threading.Event, stop: threading.Event) -> None:
+        # The events are passed in: a forked child replaces ours with new ones.
         pool = redis.ConnectionPool(**self._options)
         client = redis.Redis(connection_pool=pool)
         try:
             next_refresh = 0.0
-            while not self._stop.is_set():
+            while not stop.is_set():
                 now = time.monotonic()
                 if now < self._retry_at:
                     # Redis is down: wait out the pause whatever gets queued.
-                    self._stop.wait(self._retry_at - now)
+                    stop.wait(self._retry_at - now)
                     continue
-                if now < next_refresh:
-                    self._wake.wait(next_refresh - now)
-                self._wake.clear()
-                if self._stop.is_set():
+                # Besides the refresh, a view may need a round trip at a given
+                # time: to extend or give back a lease, or to take it as soon as
+                # the circuit is due to recover.
+                due = min(next_refresh, self._next_due())
+                if now < due:
+                    wake.wait(due - now)
+                wake.clear()
+                if stop.is_set():
                     break
                 now = time.monotonic()
                 refresh = now >= next_refresh
@@ -441,28 +549,38 @@ class RedisBreakerStorage:
                     next_refresh = now + self.refresh_interval
                 self._cycle(client, refresh=refresh)
             if self._down_since is None:  # not known to be down: push what is queued
-                self._cycle(client, refresh=False)
+                self._cycle(client, refresh=False, closing=True)
         finally:
             pool.disconnect()
 
-    def _cycle(self, client: redis.Redis, *, refresh: bool) -> None:
+    def _next_due(self) -> float:
+        return min((view.due_at() for view in list(self._views)), default=math.inf)
+
+    def _cycle(self, client: redis.Redis, *, refresh: bool, closing: bool = False) -> None:
         """One pipelined round trip for every view with something to send."""
         started = time.monotonic()
-        batch = [(view, request) for view in list(self._views) if (request := view.take(refresh))]
+        with self._quiet:
+            batch = [
+                (view, request)
+                for view in list(self._views)
+                if (request := view.take(refresh=refresh, closing=closing))
+            ]
         if not batch:
             return
         try:
             replies = self._send(client, batch)
         except (RedisError, OSError) as error:
-            self._down(error)
+            with self._quiet:
+                self._down(error)
             return
-        self._up()
-        for (view, request), reply in zip(batch, replies, strict=True):
-            if isinstance(reply, Exception):
-                view.discard(request)
-                self._warn("rejected by Redis", reply)
-            else:
-                view.apply(request, reply, started)
+        with self._quiet:
+            self._up()
+            for (view, request), reply in zip(batch, replies, strict=True):
+                if isinstance(reply, Exception):
+                    view.discard(request)
+                    self._warn("rejected by Redis", reply)
+                else:
+                    view.apply(request, reply, started)
 
     def _send(self, client: redis.Redis, batch: list[tuple[_BreakerView, _Request]]) -> list[Any]:
         for attempt in (1, 2):
@@ -511,13 +629,14 @@ class RedisBreakerStorage:
 class _Request:
     """What one view sent in one round trip, to settle it when the reply comes."""
 
-    __slots__ = ("acquire", "args", "n_ops", "n_releases")
+    __slots__ = ("args", "lease_op", "n_ops", "n_releases")
 
-    def __init__(self, args: list[str], n_ops: int, n_releases: int, acquire: str | None) -> None:
+    def __init__(self, args: list[str], n_ops: int, n_releases: int, lease_op: str | None) -> None:
         self.args = args
         self.n_ops = n_ops
         self.n_releases = n_releases
-        self.acquire = acquire
+        # "a<token>", "p<token>" or "e<token>", sent after everything else.
+        self.lease_op = lease_op
 
 
 class _BreakerView:
@@ -551,6 +670,14 @@ class _BreakerView:
         self._smax = config.success_threshold
         self._recovery_ms = round(config.recovery_timeout * 1000.0)
         self._lease_ms = round(storage.probe_lease * 1000.0)
+        self._lease_s = storage.probe_lease
+        self._refresh_s = storage.refresh_interval
+        # How often an unused lease checks whether another process wants it, and
+        # how soon a refused process first asks again: the hand-over time.
+        self._poll_s = storage.refresh_interval / 5.0
+        # A process that recorded anything this long ago still takes the lease
+        # ahead of its calls: that covers the open period after its failures.
+        self._interest_s = config.recovery_timeout + storage.probe_lease + storage.refresh_interval
         # Set by the breaker while it adopts a state it read from us: pybreaker
         # then resets counters as if it had made the transition itself, and
         # those resets must not wipe the shared counts.
@@ -564,14 +691,30 @@ class _BreakerView:
         self._ops: list[str] = []
         self._inbox: _Snapshot | None = None
         self._seen: _Snapshot | None = None
+        self._wanted = False
         self._notify: weakref.WeakMethod[Callable[[], None]] | None = None
+        self._active_at = -math.inf
+        self._reset_lease()
+
+    def _reset_lease(self) -> None:
+        # Every time below is time.monotonic().
         self._lease: str | None = None
-        self._lease_until = 0.0
-        self._lease_idle_at = 0.0
         self._lease_busy = False
-        self._want_lease = False
+        self._lease_until = 0.0  # held (as far as we know) until then
+        self._lease_renew_at = 0.0
+        self._lease_yield_at = 0.0  # from then on, an unused lease yields to a want
         self._lease_retry_at = 0.0
+        self._retry_gap = 0.0  # doubles while the lease stays elsewhere
+        self._demand_until = 0.0  # a call was refused the lease: keep asking until then
         self._releases: list[str] = []
+
+    def after_fork(self, *, wake: threading.Event, closed: threading.Event) -> None:
+        """In a forked child: new lock and events; the parent's queue and lease are not ours."""
+        self._lock = threading.Lock()
+        self._wake = wake
+        self._closed = closed
+        self._ops = []
+        self._reset_lease()
 
     # --- the BreakerStorage interface (breaker's lock held) ----------------------------
 
@@ -665,13 +808,18 @@ class _BreakerView:
         storage = self._storage
         if not storage.healthy:
             return True
+        now = time.monotonic()
         with self._lock:
+            self._active_at = now
             if self._lease is not None and not self._lease_busy:
-                if time.monotonic() < self._lease_until:
+                if now < self._lease_until:
                     self._lease_busy = True
                     return True
+                self._releases.append(self._lease)
                 self._lease = None
-            self._want_lease = True
+            if now >= self._demand_until:
+                self._retry_gap = self._poll_s
+            self._demand_until = now + self._lease_s
         self._wake.set()
         return False
 
@@ -694,29 +842,112 @@ class _BreakerView:
         if self._closed.is_set():
             return
         with self._lock:
+            self._active_at = time.monotonic()
             if len(self._ops) >= _MAX_OPS:
                 del self._ops[0]
             self._ops.append(op)
         self._wake.set()
 
-    def take(self, refresh: bool) -> _Request | None:
+    def _recovers_in(self) -> float:
+        """Seconds until the last reply's state admits a probe (<= 0: now; inf: never)."""
+        # _lock held.
+        if self._seen is None:
+            return math.inf
+        state, _, _, opened = self._seen
+        if state == _HALF_OPEN:
+            return 0.0
+        if state != _OPEN:
+            return math.inf
+        return ((opened or 0) + self._recovery_ms - self._now_ms()) / 1000.0
+
+    def _lease_step(self, now: float, *, refresh: bool, closing: bool) -> str | None:
+        """Decide what to do about the lease now; the lease operation to send, if any."""
+        # _lock held. `due_at` must agree: what is due here by `now` is done here.
+        lease = self._lease
+        if lease is not None:
+            if not self._lease_busy and (
+                closing
+                or now >= self._lease_until
+                or self._recovers_in() > 0.0
+                or (self._wanted and now >= self._lease_yield_at)
+            ):
+                # Unused, and lapsing, no longer useful, or wanted elsewhere.
+                if self._wanted and not closing:
+                    # Stand back until the process that asked (it retries
+                    # within a refresh interval) has had its turn.
+                    self._lease_retry_at = now + self._refresh_s + self._storage.timeout
+                self._releases.append(lease)
+                self._lease = None
+            elif not closing and (refresh or now >= self._lease_renew_at):
+                # A running probe keeps its lease however long it takes; an
+                # unused one is extended often, to hear soon that it is wanted.
+                gap = self._lease_s / 3.0 if self._lease_busy else self._poll_s
+                self._lease_renew_at = now + min(gap, self._lease_s / 3.0)
+                return f"e{lease}"
+            else:
+                return None
+        if closing or now < self._lease_retry_at:
+            return None
+        if now < self._demand_until:
+            kind = "a"
+        elif self._may_take_ahead(now) and (refresh or self._ahead_at(now) <= now):
+            # Taken ahead of the call, so that the first call after recovery
+            # probes at once instead of being refused while the lease is asked for.
+            kind = "p"
+        else:
+            return None
+        # Provisional: the reply sets the real retry time; a lost one must not spin.
+        self._lease_retry_at = now + self._poll_s
+        return f"{kind}{uuid.uuid4().hex}"
+
+    def _may_take_ahead(self, now: float) -> bool:
+        # _lock held. Only a process that used the breaker lately, only if nobody
+        # is waiting for the lease, and only once the circuit is due.
+        return (
+            not self._wanted
+            and now - self._active_at <= self._interest_s
+            and self._recovers_in() <= 0.0
+        )
+
+    def _ahead_at(self, now: float) -> float:
+        """When to take the lease ahead of any call outside the refreshes (inf: never)."""
+        # _lock held. At the moment the circuit is due to recover; later tries
+        # (another process was faster, and holds it) ride on the refreshes.
+        if (
+            self._wanted
+            or now - self._active_at > self._interest_s
+            or self._seen is None
+            or self._seen[0] != _OPEN
+        ):
+            return math.inf
+        return max(now + self._recovers_in(), self._lease_retry_at)
+
+    def due_at(self) -> float:
+        """When (monotonic) this view next needs a round trip for its lease."""
+        now = time.monotonic()
+        with self._lock:
+            if self._lease is not None:
+                if self._lease_busy:
+                    return self._lease_renew_at
+                due = min(self._lease_renew_at, self._lease_until)
+                if self._wanted:
+                    due = min(due, self._lease_yield_at)
+                return due
+            if now < self._demand_until:
+                return self._lease_retry_at
+            return self._ahead_at(now)
+
+    def take(self, *, refresh: bool, closing: bool = False) -> _Request | None:
         """The next request for this view, or None if it has nothing to send."""
         now = time.monotonic()
         with self._lock:
-            if self._lease is not None and not self._lease_busy and now >= self._lease_idle_at:
-                # Granted but unused: hand it back so another process can probe.
-                self._releases.append(self._lease)
-                self._lease = None
-            acquire = None
-            if self._want_lease and self._lease is None and now >= self._lease_retry_at:
-                acquire = uuid.uuid4().hex
-            self._want_lease = False
-            if not (refresh or self._ops or self._releases or acquire):
+            lease_op = self._lease_step(now, refresh=refresh, closing=closing)
+            if not (refresh or self._ops or self._releases or lease_op):
                 return None
             ops = [*self._ops, *(f"r{token}" for token in self._releases)]
             n_ops, n_releases = len(self._ops), len(self._releases)
-        if acquire is not None:
-            ops.append(f"a{acquire}")
+        if lease_op is not None:
+            ops.append(lease_op)
         args = [
             str(self._now_ms()),
             str(self._fmax),
@@ -725,7 +956,7 @@ class _BreakerView:
             str(self._lease_ms),
             *ops,
         ]
-        return _Request(args, n_ops, n_releases, acquire)
+        return _Request(args, n_ops, n_releases, lease_op)
 
     def apply(self, request: _Request, reply: list[Any], started: float) -> None:
         """Settle *request* with Redis's reply and tell the breaker if it matters."""
@@ -740,26 +971,84 @@ class _BreakerView:
             del self._ops[: request.n_ops]
             del self._releases[: request.n_releases]
             self._inbox = snap
-            if request.acquire is not None:
-                if int(reply[4]):
-                    self._lease = request.acquire
-                    # Redis set the key after `started`, so it outlives this; the
-                    # margin absorbs clock drift between here and the server.
-                    self._lease_until = started + self._lease_ms / 1000.0 * 0.9
-                    self._lease_idle_at = started + self._storage.refresh_interval
-                    self._lease_busy = False
-                else:
-                    pttl = int(reply[5])
-                    wait = pttl / 1000.0 if pttl > 0 else 0.02
-                    self._lease_retry_at = started + min(wait, self._storage.refresh_interval)
+            self._wanted = bool(int(reply[6]))
+            if request.lease_op is not None:
+                self._settle_lease(
+                    request.lease_op,
+                    snap,
+                    held=bool(int(reply[4])),
+                    pttl=int(reply[5]),
+                    started=started,
+                )
             changed = request.n_ops > 0 or snap != self._seen
             self._seen = snap
         notify = self._notify() if self._notify is not None and changed else None
         if notify is not None:
             notify()
 
+    def _settle_lease(
+        self, op: str, snap: _Snapshot, *, held: bool, pttl: int, started: float
+    ) -> None:
+        # _lock held. Redis set or extended the key after `started`, so it outlives
+        # `started + lease`; the margin absorbs clock drift between here and the server.
+        kind, token = op[0], op[1:]
+        until = started + self._lease_s * 0.9
+        if kind == "e":
+            if self._lease != token:
+                pass  # the probe ended meanwhile; the lease is on its way back
+            elif held:
+                self._lease_until = until
+            elif not self._lease_busy:
+                self._lease = None  # lost (expired during an outage, or a reset)
+            return
+        if held:
+            self._lease = token
+            self._lease_busy = False
+            self._lease_until = until
+            self._lease_renew_at = started + min(self._poll_s, self._lease_s / 3.0)
+            # A lease taken for a refused call waits for that process's next
+            # call before yielding; one taken ahead of any call yields at once.
+            self._lease_yield_at = until if kind == "a" else started
+            self._demand_until = 0.0
+            return
+        # Held elsewhere: ask again soon (an unused lease is handed over within
+        # a poll), then less often (a running probe may take long).
+        gap = max(self._retry_gap, self._poll_s)
+        self._retry_gap = min(gap * 2.0, self._refresh_s)
+        self._lease_retry_at = started + (min(pttl / 1000.0, gap) if pttl > 0 else self._refresh_s)
+        if snap[0] != _HALF_OPEN:
+            self._demand_until = 0.0  # no probe to make (closed, or not recovered)
+
     def discard(self, request: _Request) -> None:
         """Drop a request Redis refused (the key holds something else)."""
         with self._lock:
             del self._ops[: request.n_ops]
             del self._releases[: request.n_releases]
+            self._lease_retry_at = time.monotonic() + self._refresh_s
+
+
+# Every storage, so that a fork can pause their threads and restart them in the child.
+_STORAGES: weakref.WeakSet[RedisBreakerStorage] = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    for storage in list(_STORAGES):
+        storage.before_fork()
+
+
+def _after_fork_in_parent() -> None:
+    for storage in list(_STORAGES):
+        storage.after_fork_in_parent()
+
+
+def _after_fork_in_child() -> None:
+    for storage in list(_STORAGES):
+        storage.after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which cannot fork
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )

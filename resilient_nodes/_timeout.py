@@ -80,6 +80,7 @@ __all__ = [
     "TimeoutController",
     "TimeoutResult",
     "create_timeout_controller",
+    "report_timeout",
     "with_timeout",
     "with_timeout_result",
     "wrap_timeout",
@@ -361,6 +362,17 @@ def _async_timed(
         return result
 
     return timed
+
+
+async def report_timeout(config: TimeoutConfig, name: str, late: Exception | None) -> NoReturn:
+    """Raise *config*'s `NodeTimeoutError` for a deadline that fired outside its layer.
+
+    A timeout layer over a stream bounds the stream's later items too, each
+    awaited under its own scope (see `resilient_nodes._stream`); when that
+    deadline fires, the timeout is logged and ``on_timeout`` runs exactly as when
+    it fires inside the layer.
+    """
+    await _Layer(config, name, bind_now=False).timed_out_async(late)
 
 
 # --- public entry points ------------------------------------------------------------

@@ -13,7 +13,9 @@ also subclasses the builtin it resembles::
         │   └── StateValidationError               .problems
         ├── ConfigError (ValueError)               .problems
         ├── AbandonedThreadLimitError (RuntimeError)  .limit, .scope
-        └── ChaosHangError (TimeoutError)          (injected by Policy.chaos)
+        ├── ChaosHangError (TimeoutError)          (injected by Policy.chaos)
+        ├── NodeFallbackExhaustedError             .errors, .callables (Policy.fallback)
+        └── NodeStreamInterruptedError             .items_delivered (a committed stream)
 
 The message of each error is built from a template per code
 (`MESSAGE_TEMPLATES`), so logs and recorded state read the same everywhere.
@@ -42,7 +44,9 @@ __all__ = [
     "NodeCancellationError",
     "NodeCircuitOpenError",
     "NodeExecutionError",
+    "NodeFallbackExhaustedError",
     "NodeRetryExhaustedError",
+    "NodeStreamInterruptedError",
     "NodeTimeoutError",
     "NodeValidationError",
     "StateValidationError",
@@ -409,3 +413,83 @@ class ChaosHangError(NodeExecutionError, TimeoutError):
     """
 
     code = ErrorCode.NODE_TIMEOUT
+
+
+# --- strategies for LLM calls (issue 17) -----------------------------------------------
+
+
+class NodeFallbackExhaustedError(NodeExecutionError):
+    """The primary callable and every alternative tried after it failed.
+
+    Raised by `Policy.fallback` ``from`` the last error. Its code is
+    ``RETRY_EXHAUSTED`` (a route is a retry across callables); it is classified
+    by its members, like an exception group: retryable only if every error is.
+
+    Attributes:
+        errors: What each callable tried raised, in order, the primary first.
+        callables: The names of those callables, in the same order.
+    """
+
+    code = ErrorCode.RETRY_EXHAUSTED
+
+    def __init__(
+        self,
+        errors: Iterable[BaseException],
+        /,
+        *,
+        callables: Iterable[str] = (),
+        node: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.errors: tuple[BaseException, ...] = tuple(errors)
+        names = tuple(callables)
+        self.callables: tuple[str, ...] = names + tuple(
+            f"#{index}" for index in range(len(names), len(self.errors))
+        )
+        routes = "; ".join(
+            f"{name}: {type(error).__name__}: {safe_text(error, 300)}"
+            for name, error in zip(self.callables, self.errors, strict=False)
+        )
+        super().__init__(
+            message or f"node {node or '<unnamed>'} failed on every route it tried: {routes}",
+            node=node,
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        rebuild, args, state = super().__reduce__()
+        state["errors"] = tuple(_picklable(error) for error in self.errors)
+        return (rebuild, args, state)
+
+
+class NodeStreamInterruptedError(NodeExecutionError):
+    """A stream failed after its first item reached the caller.
+
+    From then on the stream is committed: a retry or a fallback would deliver
+    the items again, so neither happens. Raised ``from`` the error that ended the
+    stream; the underlying stream has been closed. Not retryable; its code is
+    ``UNKNOWN`` and its category (in `classify_error`) that of its cause.
+
+    Attributes:
+        items_delivered: How many items the caller received before the failure.
+        last_error: The error that ended the stream (also ``__cause__``).
+    """
+
+    def __init__(
+        self,
+        items_delivered: int,
+        last_error: BaseException,
+        /,
+        *,
+        node: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.items_delivered = int(items_delivered)
+        self.last_error = last_error
+        super().__init__(
+            message
+            or (
+                f"node {node or '<unnamed>'}: the stream failed after {self.items_delivered} "
+                f"items were delivered: {type(last_error).__name__}: {safe_text(last_error)}"
+            ),
+            node=node,
+        )

@@ -33,6 +33,7 @@ NOT_STDLIB = (
     "langgraph",
     "matplotlib",
     "redis",
+    "langchain_core",
 )
 
 # Runs `python -m benchmarks ARGS` with the modules named in argv[1] made
@@ -115,6 +116,11 @@ def test_help_needs_nothing_beyond_the_standard_library() -> None:
         (("langgraph",), ("--no-plots",), ["langgraph (needed by: langgraph)"]),
         (("matplotlib",), ("--only", "node"), ["matplotlib (needed by: the plots)", "--no-plots"]),
         (("redis",), ("--only", "redis", "--no-plots"), ["redis (needed by: redis)"]),
+        (
+            ("langchain_core",),
+            ("--only", "llm", "--no-plots"),
+            ["langchain_core (needed by: llm)"],
+        ),
     ],
 )
 def test_a_missing_peer_is_named_with_the_install_command_before_anything_runs(
@@ -291,6 +297,13 @@ def test_quick_mode_writes_a_table_with_every_variant(tmp_path: Path) -> None:
             "lg_fail_after",
             "lg_asyncio_timeout",
         },
+        "llm_fallback": {"fallback_floor", "fallback_ours", "fallback_langchain"},
+        "llm_stream_ready": {"stream_ready_floor", "stream_ready_ours", "stream_ready_fail_after"},
+        "llm_stream_yielding": {
+            "stream_yielding_floor",
+            "stream_yielding_ours",
+            "stream_yielding_fail_after",
+        },
     }
     assert set(raw["groups"]) == set(expected)
     for group, keys in expected.items():
@@ -324,9 +337,12 @@ def test_quick_mode_writes_a_table_with_every_variant(tmp_path: Path) -> None:
 
     # Every target row says exactly one of MET / NOT MET, the one its figure earns;
     # the informational rows say neither.
+    # The strategies for LLM calls: a stall cut on each backend, per-item cost on trio.
+    assert set(raw["llm"]["stall"]) == {"asyncio", "trio"}
+    assert raw["llm"]["trio_per_item"]["bare_ns"] > 0
     kinds = [t["kind"] for t in raw["targets"]]
-    assert kinds.count("target") == 12
-    assert kinds.count("info") == 1
+    assert kinds.count("target") == 17
+    assert kinds.count("info") == 2
     md_rows = _targets_table(table)
     console = _console_targets(proc.stdout)
     assert len(md_rows) == len(console) == len(raw["targets"])

@@ -82,9 +82,12 @@ def rules() -> Iterator[list[ClassificationRule]]:
         (504, ErrorCategory.SERVER, True),
         (599, ErrorCategory.SERVER, True),
         (400, ErrorCategory.CLIENT, False),
-        (401, ErrorCategory.CLIENT, False),
-        (403, ErrorCategory.CLIENT, False),
+        # issue 17: authentication and permission errors are their own category
+        (401, ErrorCategory.AUTH, False),
+        (402, ErrorCategory.QUOTA, False),
+        (403, ErrorCategory.AUTH, False),
         (404, ErrorCategory.CLIENT, False),
+        (529, ErrorCategory.SERVER, True),
         (422, ErrorCategory.CLIENT, False),
     ],
 )

@@ -73,7 +73,8 @@ def test_output_is_progress_lines_then_the_summary(run: tuple[DemoReport, str]) 
     assert "Totals: 2 of 7 stories published" in report.summary
     assert "closed -> open" in report.summary
     assert "[ ]" not in report.summary
-    assert report.summary.count("[x]") == len(report.checks) == 5
+    # Seven since issue 17: a fallback to the backup model and a restarted stream.
+    assert report.summary.count("[x]") == len(report.checks) == 7
 
 
 def test_every_failure_mode_is_shown(report: DemoReport) -> None:
@@ -150,6 +151,31 @@ def test_breaker_opens_fails_fast_and_recovers(report: DemoReport) -> None:
     assert ("publish", "pass") in probe.gate_decisions
 
 
+def test_primary_model_down_falls_back_to_the_backup(report: DemoReport) -> None:
+    """The blurb's primary model answers 529 twice; the backup model serves the story."""
+    (story,) = [s for s in report.stories if s.story_id == "story-1"]
+    assert step(story, "blurb") == (2, "ok")  # two primary attempts, then the backup
+    assert story.state["blurb"].endswith("a short story.")
+    kinds = [(e.kind, e.text) for e in report.events if e.story_id == "story-1"]
+    assert (LogEvent.FALLBACK_STARTED, "primary: retries exhausted; trying backup_blurb") in kinds
+    assert (LogEvent.FALLBACK_SERVED, "served by backup_blurb") in kinds
+    waits = [w for w in report.retries if w.node == "blurb" and w.story_id == "story-1"]
+    assert [w.error_type for w in waits] == ["APIStatusError"]
+
+
+def test_a_stalled_stream_is_restarted_before_its_first_token(report: DemoReport) -> None:
+    """The blurb stream sends nothing once: cut at the first-token bound, retried, whole."""
+    stalled = {e.story_id for e in report.events if e.kind == LogEvent.STREAM_STALLED}
+    (story_id,) = stalled
+    story = next(s for s in report.stories if s.story_id == story_id)
+    assert step(story, "blurb") == (2, "ok")
+    words = story.state["blurb"].split()
+    assert len(words) == len(set(words))  # no token twice
+    assert story.state["blurb"].endswith("told in three acts.")
+    assert story.status == "published"
+    assert not any(e.kind == LogEvent.STREAM_INTERRUPTED for e in report.events)
+
+
 def test_published_stories_record_artifacts_and_evidence(report: DemoReport) -> None:
     """A published story's state has its artifact path, evidence and passing gates."""
     published = [s for s in report.stories if s.status == "published"]
@@ -198,6 +224,10 @@ def test_every_seed_schedules_every_failure_mode(seed: int) -> None:
     assert [p.rate_limited and p.hangs for p in plans] == [i == 4 for i in range(7)]
     assert sum(p.truncated for p in plans) == 1
     assert plans[5].truncated or plans[6].truncated
+    # The blurb's fallback and stalled stream stay away from the breaker's window.
+    assert [p.blurb_overloaded for p in plans] == [i == 0 for i in range(7)]
+    assert sum(p.blurb_stalls for p in plans) == 1
+    assert all(p.blurb_stalls != p.truncated for p in plans[5:])
 
 
 def test_main_quiet_prints_only_the_summary(capsys: pytest.CaptureFixture[str]) -> None:
@@ -225,7 +255,7 @@ def test_module_runs_as_a_script() -> None:
     assert result.stdout.startswith("Processing 7 stories")
     assert "breaker closed -> open" in result.stdout
     assert "Failure modes shown" in result.stdout
-    assert result.stdout.count("[x]") == 5
+    assert result.stdout.count("[x]") == 7
     assert "Traceback" not in result.stderr
 
 

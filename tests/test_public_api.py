@@ -48,6 +48,9 @@ EXPECTED_ROOT = {
     "ConfigError",
     "AbandonedThreadLimitError",
     "ChaosHangError",
+    # strategies for LLM calls (issue 17)
+    "NodeFallbackExhaustedError",
+    "NodeStreamInterruptedError",
     # classification
     "classify_error",
     "is_retryable_node_error",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -388,20 +389,131 @@ def test_a_dead_probers_lease_expires(server: RedisServer, prefix: str) -> None:
 
 @pytest.mark.redis
 def test_unused_lease_is_handed_back(server: RedisServer, prefix: str) -> None:
-    """A lease granted to a process that stops calling returns within the refresh interval."""
+    """A lease held by a process that does not call goes to a process that asks for it."""
     with (
         RedisBreakerStorage(server.url, prefix=prefix, refresh_interval=0.05) as one,
         RedisBreakerStorage(server.url, prefix=prefix, refresh_interval=0.05) as two,
     ):
         first, second = breaker(one, failure_threshold=1), breaker(two, failure_threshold=1)
         fail(wrap_breaker(boom, first, name="node"))
-        time.sleep(0.35)
-        assert _try(wrap_breaker(lambda: 1, first, name="node")) is None  # asks for the lease
         with server.client() as client:
+            # Taken ahead of any call when the circuit was due, and kept while unused.
             wait_for(lambda: client.exists(f"{prefix}:node:probe"))
-            wait_for(lambda: not client.exists(f"{prefix}:node:probe"), timeout=1.0)
+            time.sleep(0.2)
+            assert client.exists(f"{prefix}:node:probe")
         ok = wrap_breaker(lambda: "ok", second, name="node")
+        asked = time.monotonic()
         wait_for(lambda: _try(ok) == "ok")
+        assert time.monotonic() - asked < 0.5  # a few refresh intervals, not the lease
+        wait_for(lambda: first.state is BreakerState.CLOSED, timeout=1.0)
+
+
+def _sparse(calls: list[Callable[[], Any]], first_at: float, every: float) -> list[Any]:
+    """Call each of *calls* in turn, one every *every* seconds from *first_at* (epoch)."""
+    results = []
+    for i, call in enumerate(calls):
+        time.sleep(max(0.0, first_at + i * every - time.time()))
+        results.append(_try(call))
+    return results
+
+
+def _opened_at(server: RedisServer, prefix: str) -> float:
+    wait_for(lambda: shared(server, prefix).get(b"state") == b"open")
+    return int(shared(server, prefix)[b"opened_at"]) / 1000.0
+
+
+@pytest.mark.redis
+def test_sparse_calls_probe_on_the_first_call_after_recovery(
+    server: RedisServer, prefix: str
+) -> None:
+    """A process calling every 4 refresh intervals recovers on its first call, as in memory."""
+    with RedisBreakerStorage(server.url, prefix=prefix, refresh_interval=0.05) as storage:
+        node = breaker(storage, failure_threshold=1, recovery_timeout=0.3)
+        fail(wrap_breaker(boom, node, name="node"))
+        opened = _opened_at(server, prefix)
+        ok = wrap_breaker(lambda: "ok", node, name="node")
+        with server.client() as client:
+            time.sleep(max(0.0, opened + 0.35 - time.time()))
+            before = _evalshas(client)
+            time.sleep(max(0.0, opened + 0.55 - time.time()))
+            # Holding the lease unused costs one round trip per refresh_interval / 5.
+            assert _evalshas(client) - before <= 0.2 / 0.01 + 5
+            results = _sparse([ok] * 3, first_at=opened + 0.55, every=0.2)
+        assert results == ["ok"] * 3
+        assert shared(server, prefix)[b"state"] == b"closed"
+
+
+@pytest.mark.redis
+def test_sparse_calls_in_two_processes_recover(server: RedisServer, prefix: str) -> None:
+    """Two processes taking turns every 3 refresh intervals recover within three calls."""
+    with (
+        RedisBreakerStorage(server.url, prefix=prefix, refresh_interval=0.05) as one,
+        RedisBreakerStorage(server.url, prefix=prefix, refresh_interval=0.05) as two,
+    ):
+        first, second = breaker(one, failure_threshold=2), breaker(two, failure_threshold=2)
+        fail(wrap_breaker(boom, first, name="node"))
+        wait_for(lambda: shared(server, prefix).get(b"failures") == b"1")
+        fail(wrap_breaker(boom, second, name="node"))
+        opened = _opened_at(server, prefix)
+        turns = [wrap_breaker(lambda: "ok", b, name="node") for b in (first, second)] * 3
+        results = _sparse(turns, first_at=opened + 0.4, every=0.15)
+        assert "ok" in results[:3], results
+        assert results[-2:] == ["ok", "ok"]
+
+
+@pytest.mark.redis
+def test_a_slow_probe_keeps_the_lease(server: RedisServer, prefix: str) -> None:
+    """A probe running four times the lease still excludes every other process."""
+    options: dict[str, Any] = {"refresh_interval": 0.05, "probe_lease": 0.25}
+    with (
+        RedisBreakerStorage(server.url, prefix=prefix, **options) as one,
+        RedisBreakerStorage(server.url, prefix=prefix, **options) as two,
+    ):
+        first = breaker(one, failure_threshold=1, recovery_timeout=0.2)
+        second = breaker(two, failure_threshold=1, recovery_timeout=0.2)
+        fail(wrap_breaker(boom, first, name="node"))
+        wait_for(lambda: second.state is BreakerState.OPEN)
+        running, finish = threading.Event(), threading.Event()
+
+        def slow() -> str:
+            running.set()
+            finish.wait(timeout=5)
+            return "probe"
+
+        guarded = wrap_breaker(slow, first, name="node")
+        outcome: list[Any] = []
+        thread = threading.Thread(target=lambda: outcome.append(_until_admitted(guarded)))
+        thread.start()
+        try:
+            assert running.wait(timeout=3)
+            other = wrap_breaker(lambda: "other", second, name="node")
+            end = time.monotonic() + 4 * 0.25
+            admitted = []
+            with server.client() as client:
+                while time.monotonic() < end:
+                    admitted.append(_try(other))
+                    assert client.exists(f"{prefix}:node:probe")
+                    time.sleep(0.01)
+            assert admitted == [None] * len(admitted)
+        finally:
+            finish.set()
+            thread.join(timeout=5)
+        assert outcome == ["probe"]
+        wait_for(lambda: first.state is second.state is BreakerState.CLOSED, timeout=1.0)
+
+
+def _until_admitted(fn: Callable[[], Any], timeout: float = 3.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (result := _try(fn)) is not None:
+            return result
+        time.sleep(0.005)
+    return None
+
+
+def _evalshas(client: redis.Redis) -> int:
+    stats = client.info("commandstats").get("cmdstat_evalsha", {})
+    return int(stats.get("calls", 0))
 
 
 @pytest.mark.redis
@@ -454,6 +566,147 @@ def test_four_worker_processes_share_one_breaker(server: RedisServer, prefix: st
                 codes.append(worker.wait())
         client.close()
     assert codes == [0, 0, 0, 0]
+
+
+# --- fork ------------------------------------------------------------------------------------
+
+
+def _fork() -> Any:
+    """multiprocessing's fork context (looked up late: not every platform has it)."""
+    return multiprocessing.get_context("fork")
+
+
+def _in_child(target: Callable[[], Any], timeout: float = 10.0) -> Any:
+    """Run *target* in a forked child; its return value, or its exception re-raised here."""
+    queue = _fork().SimpleQueue()
+
+    def run() -> None:
+        try:
+            queue.put(("ok", target()))
+        except BaseException as error:  # reported to the parent, whatever it is
+            queue.put(("error", repr(error)))
+
+    child = _fork().Process(target=run, daemon=True)
+    child.start()
+    try:
+        child.join(timeout)
+        assert child.exitcode == 0, f"the child ended with {child.exitcode}"
+        status, value = queue.get()
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join()
+    assert status == "ok", value
+    return value
+
+
+@pytest.mark.redis
+def test_a_storage_built_before_fork_works_in_the_child(server: RedisServer, prefix: str) -> None:
+    """The child's failures trip the shared breaker and its first call after recovery probes."""
+    with RedisBreakerStorage(server.url, prefix=prefix, refresh_interval=0.05) as storage:
+        node = breaker(storage, failure_threshold=3, recovery_timeout=0.3)
+        wait_for(lambda: storage.healthy)
+
+        def child() -> tuple[bool, list[Any]]:
+            fail(wrap_breaker(boom, node, name="node"), 3)
+            try:
+                opened = _opened_at(server, prefix)
+            except AssertionError:
+                return False, []
+            ok = wrap_breaker(lambda: "ok", node, name="node")
+            results = _sparse([ok] * 3, first_at=opened + 0.4, every=0.15)
+            storage.close()  # the child's own thread
+            return THREAD_PREFIX not in str(threading.enumerate()), results
+
+        stopped, results = _in_child(child)
+        assert (stopped, results) == (True, ["ok"] * 3)
+        assert shared(server, prefix)[b"state"] == b"closed"
+        # The parent's thread went on, and followed the child's trip and recovery.
+        wait_for(lambda: node.state is BreakerState.CLOSED, timeout=1.0)
+        assert storage.healthy
+
+
+@pytest.mark.redis
+def test_a_fork_leaves_the_parents_queue_to_the_parent() -> None:
+    """A failure queued while Redis is down is pushed once, by the parent, not by the child."""
+    with (
+        RedisServer() as server,
+        RedisBreakerStorage(server.url, prefix="q", refresh_interval=0.05, timeout=0.1) as storage,
+    ):
+        node = breaker(storage, failure_threshold=10)
+        wait_for(lambda: storage.healthy)
+        # Killed, not paused: a paused server would still run what was sent to it.
+        server.kill()
+        fail(wrap_breaker(boom, node, name="node"))  # queued: nobody answers
+        wait_for(lambda: not storage.healthy)
+        restarted = _fork().Event()
+
+        def child() -> str | None:
+            assert restarted.wait(timeout=5)
+            wait_for(lambda: storage.healthy)
+            time.sleep(0.2)  # a few round trips: the parent's failure would go out now
+            counted = shared(server, "q").get(b"failures")
+            fail(wrap_breaker(boom, node, name="node"))
+            storage.close()
+            return counted.decode() if counted else None
+
+        queue = _fork().SimpleQueue()
+        process = _fork().Process(target=lambda: queue.put(child()), daemon=True)
+        process.start()
+        try:
+            server.start()
+            restarted.set()
+            process.join(timeout=10)
+            assert process.exitcode == 0
+        finally:
+            if process.is_alive():
+                process.kill()
+                process.join()
+        assert queue.get() == "1"  # the parent's failure, once
+        wait_for(lambda: shared(server, "q").get(b"failures") == b"2")
+        time.sleep(0.15)
+        assert shared(server, "q").get(b"failures") == b"2"
+
+
+@pytest.mark.redis
+def test_a_killed_probers_lease_expires(server: RedisServer, prefix: str) -> None:
+    """A probe's lease is renewed while its process lives and expires once it is killed."""
+    options: dict[str, Any] = {"refresh_interval": 0.05, "probe_lease": 0.3}
+    running = _fork().Event()
+
+    def child() -> None:
+        with RedisBreakerStorage(server.url, prefix=prefix, **options) as storage:
+            node = breaker(storage, failure_threshold=1, recovery_timeout=0.2)
+            fail(wrap_breaker(boom, node, name="node"))
+
+            def hang() -> None:
+                running.set()
+                time.sleep(30)
+
+            _until_admitted(wrap_breaker(hang, node, name="node"))
+
+    process = _fork().Process(target=child, daemon=True)
+    process.start()
+    try:
+        assert running.wait(timeout=5)
+        with RedisBreakerStorage(server.url, prefix=prefix, **options) as storage:
+            node = breaker(storage, failure_threshold=1, recovery_timeout=0.2)
+            # A new process reads closed until its first refresh.
+            wait_for(lambda: node.state is BreakerState.HALF_OPEN)
+            other = wrap_breaker(lambda: "other", node, name="node")
+            end = time.monotonic() + 3 * 0.3
+            while time.monotonic() < end:
+                assert _try(other) is None  # the live prober keeps renewing
+                time.sleep(0.01)
+            process.kill()
+            process.join(timeout=5)
+            killed = time.monotonic()
+            wait_for(lambda: _try(other) == "other")
+            assert time.monotonic() - killed < 0.3 + 0.3
+    finally:
+        if process.is_alive():
+            process.kill()
+            process.join()
 
 
 # --- faults ------------------------------------------------------------------------------------

@@ -355,7 +355,7 @@ def _good_record() -> dict[str, Any]:
     ("change", "expected"),
     [
         ({"code": "NOPE"}, "errors[0].code: must be one of CANCELLED, CIRCUIT_OPEN"),
-        ({"category": 3}, "errors[0].category: must be one of cancelled, circuit_open"),
+        ({"category": 3}, "errors[0].category: must be one of auth, cancelled, circuit_open"),
         ({"attempts": True}, "errors[0].attempts: must be an int >= 0, got True (bool)"),
         ({"attempts": -1}, "errors[0].attempts: must be an int >= 0, got -1 (int)"),
         ({"retryable": "no"}, "errors[0].retryable: must be a bool, got 'no' (str)"),

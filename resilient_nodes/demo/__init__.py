@@ -2,12 +2,12 @@
 
 Run it with ``python -m resilient_nodes.demo`` (``--seed N`` for another
 schedule, ``--quiet`` for the summary alone). It builds a real LangGraph
-``StateGraph`` of six nodes and sends a batch of stories through it, one
+``StateGraph`` of seven nodes and sends a batch of stories through it, one
 invocation per story::
 
-    outline --> research --> draft --> check --> publish --> END
-       |           |            |         |          |
-       +-----------+------------+---------+----------+--> handle_error --> END
+    outline --> research --> draft --> check --> blurb --> publish --> END
+       |           |            |         |        |          |
+       +-----------+------------+---------+--------+----------+--> handle_error --> END
                  (as soon as an error is recorded in the state)
 
 The LLM and tool "services" behind the nodes are simulated in-process (no
@@ -28,6 +28,12 @@ removed at the end) and misbehave on a schedule drawn from ``random.Random(seed)
   retried (although the node has a retry layer): it is recorded in the state's
   ``errors``, and a conditional edge sends the story to ``handle_error``, which
   records a ``blocked`` gate decision.
+* ``blurb`` (an LLM) streams its tokens under ``Policy.llm(...) |
+  Policy.stream(first_item=..., idle=...)``: once its stream sends nothing, and
+  is cut at the first-token bound and restarted (no token was delivered yet, so
+  none is delivered twice). For one story its primary model is overloaded
+  (``529``) on every attempt, and the node's ``Policy.fallback(...)`` hands the
+  call to a backup model; the logs say which one served.
 * ``publish`` depends on a service that is down for the first stories. Policy:
   ``Policy.breaker(...) | Policy.tool(...)``, so each exhausted call counts once;
   after two the breaker opens, the next stories fail fast with

@@ -118,6 +118,33 @@ def _reason(error_type: str, message: str) -> str:
     return error_type
 
 
+def _strategy_text(name: str, node: str, event: Mapping[str, Any]) -> str:
+    """What the display says for a fallback or stream event (its name if unknown)."""
+    if name == LogEvent.FALLBACK_STARTED:
+        failed = _short(str(event.get("failed", "")), node)
+        error_type = str(event.get("error_type", ""))
+        reason = (
+            "retries exhausted"
+            if error_type == "NodeRetryExhaustedError"
+            else _reason(error_type, str(event.get("error_message", "")))
+        )
+        alternative = _short(str(event.get("alternative", "")), node)
+        return f"{failed}: {reason}; trying {alternative}"
+    if name == LogEvent.FALLBACK_SERVED:
+        return f"served by {_short(str(event.get('served_by', '')), node)}"
+    if name == LogEvent.STREAM_STALLED:
+        what = "first token" if event.get("phase") == "first_item" else "next token"
+        return f"stream stalled: no {what} within {event.get('bound')}s"
+    if name == LogEvent.STREAM_INTERRUPTED:
+        return f"stream cut after {event.get('items_delivered')} tokens: not retried"
+    return name
+
+
+def _short(name: str, node: str) -> str:
+    """A callable's name as the display shows it: the node's own, or its last part."""
+    return "primary" if name == node else name.rsplit(".", 1)[-1]
+
+
 def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
@@ -212,6 +239,8 @@ class Recorder:
                 BreakerTransition(node, old, new, failures, self.story_id, self.elapsed())
             )
             self.emit(node, name, f"breaker {old} -> {new} ({failures} failures)")
+        elif isinstance(name, str) and name.startswith(("fallback.", "stream.")):
+            self.emit(node, name, _strategy_text(name, node, event))
         elif isinstance(name, str) and name.startswith(("node.", "breaker.")):
             self.emit(node, name, name)
 
@@ -279,8 +308,19 @@ def render_summary(report: DemoReport) -> str:
     lines.append("Policies (left is outermost; jitter 0, so a seed fixes the schedule)")
     for stats in report.nodes:
         layers = stats.policy.split(" | ")
-        lines.append(f"  {stats.node:<13}{layers[0]}")
-        lines.extend(f"  {'':<13}| {layer}" for layer in layers[1:])
+        first, *rest = layers
+        # A long layer (a fallback names its alternatives) wraps under itself.
+        lines.extend(
+            textwrap.wrap(
+                first, WIDTH, initial_indent=f"  {stats.node:<13}", subsequent_indent=" " * 17
+            )
+        )
+        for layer in rest:
+            lines.extend(
+                textwrap.wrap(
+                    layer, WIDTH, initial_indent=f"  {'':<13}| ", subsequent_indent=" " * 17
+                )
+            )
 
     lines += ["", "Per node"]
     rows = [["node", "calls", "attempts", "retries", "time", "outcomes"]]

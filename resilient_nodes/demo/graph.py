@@ -5,13 +5,19 @@ Each node is a plain async function (`services.Services`) wrapped by
 times. A conditional edge after every step sends the story to ``handle_error``
 as soon as a failure has been recorded in the state::
 
-    outline --> research --> draft --> check --> publish --> END
-       |           |            |         |          |
-       +-----------+------------+---------+----------+--> handle_error --> END
+    outline --> research --> draft --> check --> blurb --> publish --> END
+       |           |            |         |         |          |
+       +-----------+------------+---------+---------+----------+--> handle_error --> END
+
+``blurb`` shows the strategies for LLM calls: its primary model streams tokens
+(`stream_policy`: each attempt must start within `STREAM_BOUND`, and a retry
+restarts a stream only while no token has been delivered), and when that model
+is down the node falls back to a backup model (``Policy.fallback``).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Final
 
 from resilient_nodes import AsyncNode, Policy, create_node
@@ -30,15 +36,26 @@ __all__ = [
     "INSTALL_LANGGRAPH",
     "NODE_ORDER",
     "RECOVERY_TIMEOUT",
+    "STREAM_BOUND",
+    "backup_blurb",
     "build_graph",
     "policies",
     "route",
+    "stream_policy",
 ]
 
 INSTALL_LANGGRAPH: Final = "pip install 'resilient-nodes[langgraph]'"
 """What installs the one dependency the demo adds to the library's own."""
 
-NODE_ORDER: Final = ("outline", "research", "draft", "check", "publish", "handle_error")
+NODE_ORDER: Final = (
+    "outline",
+    "research",
+    "draft",
+    "check",
+    "blurb",
+    "publish",
+    "handle_error",
+)
 
 ATTEMPT_TIMEOUT: Final = 0.25
 """The draft LLM's per-attempt timeout, in seconds."""
@@ -46,17 +63,43 @@ ATTEMPT_TIMEOUT: Final = 0.25
 RECOVERY_TIMEOUT: Final = 0.5
 """How long the publish breaker stays open before a probe, in seconds."""
 
+STREAM_BOUND: Final = 0.1
+"""The blurb stream's bound on its first token and on each gap, in seconds."""
 
-def policies() -> dict[str, Policy]:
+
+def stream_policy() -> Policy:
+    """The primary blurb model's token stream: two attempts, each bounded in time.
+
+    Position is meaning: the stream bounds are right of the retry, so they hold
+    per attempt. A stall before the first token is retried; after it, a failure
+    would be `NodeStreamInterruptedError` (nothing is delivered twice).
+    """
+    return Policy.llm(attempts=2, backoff=0.02, jitter=0) | Policy.stream(
+        first_item=STREAM_BOUND, idle=STREAM_BOUND
+    )
+
+
+async def backup_blurb(services: Services, state: StoryState) -> Any:
+    """The blurb node's alternative: the backup model (a short name for the summary)."""
+    return await services.blurb_backup(state)
+
+
+def policies(services: Services) -> dict[str, Policy]:
     """One policy per node: the README's canonical pipelines, with demo-sized times.
 
     Jitter is 0 everywhere, so the printed delays are the policies' round
     numbers (`resilient_nodes.testing.seed_jitter` would also make a jittered
     schedule repeat, but round numbers read better in a demo).
 
+    Args:
+        services: The node implementations (the blurb's backup model is one).
+
     Returns:
         Node name to policy.
     """
+    backup = Policy.tool(attempts=2, backoff=0.02, jitter=0).wrap(
+        functools.partial(backup_blurb, services), name="blurb.backup"
+    )
     return {
         # The breaker counts every attempt; transient 503s do not open it because
         # a success resets the count.
@@ -71,6 +114,9 @@ def policies() -> dict[str, Policy]:
         | Policy.timeout(ATTEMPT_TIMEOUT),
         # A retry layer, yet validation errors are not retryable: one attempt.
         "check": Policy.validation(backoff=0.01, jitter=0),
+        # The primary streams (its retries live in `stream_policy`); when they
+        # are exhausted, the backup model answers instead.
+        "blurb": Policy.fallback(backup),
         # The breaker counts each whole (retried) call once.
         "publish": Policy.breaker(failure_threshold=2, recovery_timeout=RECOVERY_TIMEOUT)
         | Policy.tool(attempts=PUBLISH_ATTEMPTS, backoff=0.02, jitter=0),
@@ -122,15 +168,21 @@ def build_graph(
             name="langgraph",
         ) from error
 
+    tokens = stream_policy().wrap(services.blurb_tokens, name="blurb")
+
+    async def blurb(state: StoryState) -> Any:
+        return await services.blurb(state, tokens)
+
     impls: dict[str, Callable[[StoryState], Any]] = {
         "outline": services.outline,
         "research": services.research,
         "draft": services.draft,
         "check": services.check,
+        "blurb": blurb,
         "publish": services.publish,
         "handle_error": services.handle_error,
     }
-    by_node = policies()
+    by_node = policies(services)
     nodes: dict[str, AsyncNode[Any, Any]] = {
         name: create_node(impls[name], name=name, policy=by_node[name]) for name in NODE_ORDER
     }
@@ -138,7 +190,7 @@ def build_graph(
     for name, node in nodes.items():
         graph.add_node(name, node)
     graph.add_edge(START, "outline")
-    pipeline = ("outline", "research", "draft", "check", "publish")
+    pipeline = ("outline", "research", "draft", "check", "blurb", "publish")
     for here, after in zip(pipeline, (*pipeline[1:], END), strict=True):
         graph.add_conditional_edges(here, route(after), [after, "handle_error"])
     graph.add_edge("handle_error", END)

@@ -376,6 +376,7 @@ def check_failure_modes(
     stories: Sequence[StoryResult],
     retries: Sequence[RetryWait],
     transitions: Sequence[BreakerTransition],
+    events: Sequence[ProgressEvent] = (),
 ) -> tuple[Check, ...]:
     """Did each failure mode happen, and did the pipeline cope as designed?
 
@@ -383,6 +384,7 @@ def check_failure_modes(
         stories: Every story's result.
         retries: Every backoff.
         transitions: Every breaker transition.
+        events: The progress events (fallbacks and stream stalls are seen there).
 
     Returns:
         One `Check` per failure mode.
@@ -399,7 +401,7 @@ def check_failure_modes(
         and w.delay >= w.retry_after
         and w.waited >= w.retry_after - CLOCK_SLACK
     ]
-    timed_out = [w for w in retries if w.error_type == "NodeTimeoutError"]
+    timed_out = [w for w in retries if w.error_type == "NodeTimeoutError" and w.node == "draft"]
     draft_recovered = [s for s in steps("draft") if s.attempts > 1 and s.outcome == "ok"]
     invalid = [
         story
@@ -416,6 +418,14 @@ def check_failure_modes(
     ]
     rejected = [s for s in steps("publish") if s.outcome == ErrorCode.CIRCUIT_OPEN]
     wait = honoured[0] if honoured else None
+    served = {e.story_id for e in events if e.kind == "fallback.served" and e.node == "blurb"}
+    fell_back = [s for s in stories if s.story_id in served and _step_ok(s, "blurb")]
+    stalled = {e.story_id for e in events if e.kind == "stream.stalled" and e.node == "blurb"}
+    restarted = [
+        s
+        for s in stories
+        if s.story_id in stalled and s.story_id not in served and _step_ok(s, "blurb")
+    ]
     return (
         Check(
             "transient 503s recovered after retries",
@@ -444,4 +454,18 @@ def check_failure_modes(
             path == cycle and bool(rejected),
             f"{len(rejected)} calls rejected with CIRCUIT_OPEN while open",
         ),
+        Check(
+            "primary model down: the backup model answered",
+            bool(fell_back),
+            ", ".join(s.story_id for s in fell_back) + " served by the backup blurb model",
+        ),
+        Check(
+            "stream stalled before its first token, restarted",
+            bool(restarted),
+            ", ".join(s.story_id for s in restarted) + " got every token once, on attempt 2",
+        ),
     )
+
+
+def _step_ok(story: StoryResult, node: str) -> bool:
+    return any(step.node == node and step.outcome == "ok" for step in story.steps)

@@ -63,7 +63,7 @@ def run_demo(*, seed: int = 7, out: TextIO | None = None, progress: bool = True)
         async def batch() -> None:
             display.line(
                 f"Processing {len(plans)} stories (seed {seed}): "
-                "outline > research > draft > check > publish"
+                "outline, research, draft, check, blurb, publish"
             )
             recorder.restart()
             for plan in plans:
@@ -117,7 +117,7 @@ def _build_report(
         transitions=transitions,
         retries=retries,
         events=tuple(recorder.events),
-        checks=check_failure_modes(stories, retries, transitions),
+        checks=check_failure_modes(stories, retries, transitions, recorder.events),
         seconds=recorder.elapsed(),
         summary="",
     )

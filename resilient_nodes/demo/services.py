@@ -2,10 +2,11 @@
 
 Nothing here knows about retries, timeouts or breakers: each service simply
 misbehaves the way a real one does (a 503, a 429 with ``Retry-After``, a call
-that never answers, a truncated answer, refused connections) and raises what a
-real client would. The node implementations on top of them are plain async
-functions of the state, returning state updates built with the library's
-helpers; `graph` wraps them in policies.
+that never answers, a truncated answer, refused connections, a 529 overload, a
+token stream that sends nothing) and raises what a real client would. The node
+implementations on top of them are plain async functions of the state,
+returning state updates built with the library's helpers; `graph` wraps them in
+policies.
 
 The failures follow a schedule (`schedule`): a fixed storyline, so that every
 failure mode shows up whatever the seed, with the details drawn from
@@ -70,7 +71,7 @@ _TITLES: Final = (
     "A Garden Under Ice",
 )
 
-Behaviour = Literal["ok", "503", "429", "hang", "refused", "truncated"]
+Behaviour = Literal["ok", "503", "429", "529", "hang", "refused", "truncated", "stall"]
 
 
 # --- what the simulated services raise ---------------------------------------------
@@ -110,6 +111,7 @@ class StoryState(GraphState, total=False):
     outline: str
     notes: str
     draft: str
+    blurb: str
 
 
 # --- the failure schedule ----------------------------------------------------------
@@ -125,6 +127,8 @@ class StoryPlan:
     rate_limited: bool  # the search tool's first attempt answers 429
     hangs: bool  # the draft LLM's first attempt never answers
     truncated: bool  # the draft comes back cut off (fails the check)
+    blurb_overloaded: bool = False  # the primary blurb model answers 529 every time
+    blurb_stalls: bool = False  # its first stream sends no token at all
 
 
 def schedule(seed: int) -> tuple[StoryPlan, ...]:
@@ -134,7 +138,12 @@ def schedule(seed: int) -> tuple[StoryPlan, ...]:
     seed: stories 1-2 meet the publish outage (the breaker opens), 3-4 are quick
     and fail fast against the open breaker, 5 is rate limited and hangs once
     (slow enough for the recovery timeout to pass, so its publish is the probe),
-    and one of 6-7 has a truncated draft. The seed picks the titles, which
+    and one of 6-7 has a truncated draft. The blurb step's primary model is
+    overloaded for story 1 (it falls back to the backup model), and its token
+    stream stalls once, before the first token, for whichever of 6-7 is not
+    truncated (the retry restarts it: nothing was delivered yet). Both are away
+    from 3-5, whose timing the breaker storyline needs. The seed picks the
+    titles, which
     stories the outline LLM answers with 503s (never 3-4: they must stay quick)
     and how often, and the call latencies.
 
@@ -161,6 +170,8 @@ def schedule(seed: int) -> tuple[StoryPlan, ...]:
             rate_limited=index == 5,
             hangs=index == 5,
             truncated=index == truncated,
+            blurb_overloaded=index == 1,
+            blurb_stalls=index == 13 - truncated,
         )
         for index in range(1, _STORIES + 1)
     )
@@ -272,6 +283,42 @@ class Services:
             return update_gate_decisions(
                 {"check": {"decision": "pass", "reason": "draft meets the house rules"}}
             )
+
+    async def blurb_tokens(self, state: StoryState) -> AsyncIterator[str]:
+        """The primary blurb model's token stream: overloaded (529) or stalling, per plan.
+
+        An async generator, as a chat model's ``astream`` is: the stream policy
+        bounds the wait for its first token and the gaps between tokens.
+        """
+
+        def decide(plan: StoryPlan, attempt: int) -> Behaviour:
+            if plan.blurb_overloaded:
+                return "529"
+            return "stall" if plan.blurb_stalls and attempt == 1 else "ok"
+
+        async with self._attempt("blurb", state, decide) as (plan, call):
+            if call.behaviour == "529":
+                raise APIStatusError(529, "Overloaded: the blurb model is overloaded")
+            if call.behaviour == "stall":
+                await anyio.sleep(_HANG)  # cut off by the first-token bound
+            for word in f"A story of {plan.title.lower()}, told in three acts.".split():
+                await anyio.sleep(0.001)
+                yield word
+
+    async def blurb(
+        self, state: StoryState, tokens: Callable[[StoryState], AsyncIterator[str]]
+    ) -> Mapping[str, Any]:
+        """The blurb, streamed from the primary model through *tokens* (the wrapped stream)."""
+        words = [word async for word in tokens(state)]
+        return {"blurb": " ".join(words)}
+
+    async def blurb_backup(self, state: StoryState) -> Mapping[str, Any]:
+        """The backup blurb model: smaller, not streamed, always up."""
+        async with self._attempt("blurb.backup", state, lambda _plan, _attempt: "ok") as (
+            plan,
+            _call,
+        ):
+            return {"blurb": f"{plan.title}: a short story."}
 
     async def publish(self, state: StoryState) -> Mapping[str, Any]:
         """The publishing service: refuses connections for the first stories."""
