@@ -95,6 +95,8 @@ SECTIONS = {
     "skipped with a note where none is installed",
     "llm": "fallback against LangChain's with_fallbacks, stream per-item cost against "
     "a hand-written fail_after, time to cut a stalled stream",
+    "load": "load control: bulkhead and in-process rate limit against their peers; "
+    "round trips of a Redis-shared rate limit (its own redis-server, where installed)",
 }
 
 # Modules every section imports (the package and its own dependencies), then what
@@ -106,6 +108,7 @@ SECTION_MODULES = {
     "langgraph": ("langgraph",),
     "redis": ("redis",),
     "llm": ("langchain_core",),
+    "load": ("aiolimiter", "langchain_core", "redis"),
 }
 PLOT_MODULES = ("matplotlib",)
 
@@ -140,6 +143,8 @@ PEERS = {
     "fallback_ours": "fallback_langchain",
     "stream_ready_ours": "stream_ready_fail_after",
     "stream_yielding_ours": "stream_yielding_fail_after",
+    "bulkhead_ours": "bulkhead_limiter",
+    "rate_limit_ours": "rate_limit_aiolimiter",
 }
 
 
@@ -230,6 +235,13 @@ async def _timed_groups(s: Settings, only: set[str]) -> dict[str, list[Result]]:
             bench_pipeline.node_failure_cases(),
             **common,
         )
+    if "load" in only:
+        _log("load control: bulkhead, rate limit")
+        from . import bench_load
+        from ._common import f
+
+        floor = Case("load_floor", "bare `await f(x)` (FLOOR)", call_loop(f))
+        groups["load"] = await paired("load", floor, bench_load.cases(), **common)
     if "langgraph" in only:
         _log("one-node LangGraph graphs")
         from . import bench_langgraph
@@ -369,6 +381,7 @@ def _markdown(
         "llm_fallback": "Fallback, success path: the primary returns at once",
         "llm_stream_ready": "Stream, per item: items ready (one network read's tokens)",
         "llm_stream_yielding": "Stream, per item: each item yields to the event loop first",
+        "load": "Load control, admitted at once: `await wrapped(x)`",
     }
     notes = {
         "failure": "The floor is a hand-written `try/except` retry with one `await asyncio.sleep(0)` between "
@@ -630,10 +643,25 @@ def main(argv: list[str] | None = None) -> int:
             _log(f"redis: {reason}")
             redis = {"skipped": reason}
 
+    load_redis = None
+    if "load" in only:
+        from . import bench_load, bench_redis
+
+        if bench_redis.server_missing() is None:
+            _log("load: a rate limit shared on a redis-server of our own")
+            load_redis = bench_load.redis_round_trips(s.redis_calls)
+
     elapsed = time.monotonic() - t0
     env = _report.environment()
     targets = _targets.evaluate(
-        groups, late, memory, scale, scale_small=s.scale_small, scale_large=s.scale_large, llm=llm
+        groups,
+        late,
+        memory,
+        scale,
+        scale_small=s.scale_small,
+        scale_large=s.scale_large,
+        llm=llm,
+        load_redis=load_redis,
     )
     md = _markdown(
         command=command,
@@ -664,6 +692,7 @@ def main(argv: list[str] | None = None) -> int:
         "scale": scale,
         "redis": redis,
         "llm": llm,
+        "load_redis": load_redis,
     }
     (out / "results.json").write_text(json.dumps(raw, indent=1, default=str), encoding="utf-8")
     if not args.no_plots:

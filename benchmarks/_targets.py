@@ -105,6 +105,7 @@ def evaluate(
     scale_small: int,
     scale_large: int,
     llm: dict[str, Any] | None = None,
+    load_redis: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """Every target (and informational row) the sections that ran can speak to."""
     t: list[dict[str, Any]] = []
@@ -198,6 +199,18 @@ def evaluate(
                 0.4,
                 "{:.3f}x",
                 f"{ours:,.0f} B vs {naive:,.0f} B over a bare parked task",
+            )
+        )
+    if "load" in groups:
+        t.extend(_load(groups))
+    if load_redis is not None:
+        t.append(
+            target(
+                "Redis-shared rate limit: round trips per admitted call",
+                load_redis["round_trips_per_call"],
+                1,
+                "{:.3f}",
+                f"{load_redis['us_per_call']:.0f} µs per call, sync, {load_redis['calls']:,} calls",
             )
         )
     if "langgraph" in groups:
@@ -322,3 +335,30 @@ def _scale(scale: list[dict[str, Any]], small_n: int, large_n: int) -> list[dict
             )
         )
     return rows
+
+
+def _load(groups: Groups) -> list[dict[str, Any]]:
+    """Load control (issue 18): each layer's admitted-call overhead against its peers."""
+    return [
+        target(
+            "bulkhead success overhead / bare anyio.CapacityLimiter's",
+            overhead_ratio(groups, "load", "bulkhead_ours", "bulkhead_limiter"),
+            1.5,
+            "{:.3f}x",
+            _vs_peer(groups, "load", "bulkhead_ours", "bulkhead_limiter"),
+        ),
+        target(
+            "in-process rate limit success overhead / LangChain InMemoryRateLimiter's",
+            overhead_ratio(groups, "load", "rate_limit_ours", "rate_limit_langchain"),
+            0.5,
+            "{:.3f}x",
+            _vs_peer(groups, "load", "rate_limit_ours", "rate_limit_langchain"),
+        ),
+        target(
+            "in-process rate limit success overhead / aiolimiter's",
+            overhead_ratio(groups, "load", "rate_limit_ours", "rate_limit_aiolimiter"),
+            1.5,
+            "{:.3f}x",
+            _vs_peer(groups, "load", "rate_limit_ours", "rate_limit_aiolimiter"),
+        ),
+    ]

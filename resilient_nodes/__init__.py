@@ -32,6 +32,7 @@ from ._classification import unregister_classification_rule as unregister_classi
 from ._config import LLM_RETRY as LLM_RETRY
 from ._config import TOOL_RETRY as TOOL_RETRY
 from ._config import VALIDATION_RETRY as VALIDATION_RETRY
+from ._config import RetryBudget as RetryBudget
 from ._config import RetryConfig as RetryConfig
 from ._context import ExecutionContext as ExecutionContext
 from ._context import create_execution_context as create_execution_context
@@ -78,10 +79,12 @@ from .errors import AbandonedThreadLimitError as AbandonedThreadLimitError
 from .errors import ChaosHangError as ChaosHangError
 from .errors import ConfigError as ConfigError
 from .errors import ErrorCode as ErrorCode
+from .errors import NodeBulkheadFullError as NodeBulkheadFullError
 from .errors import NodeCancellationError as NodeCancellationError
 from .errors import NodeCircuitOpenError as NodeCircuitOpenError
 from .errors import NodeExecutionError as NodeExecutionError
 from .errors import NodeFallbackExhaustedError as NodeFallbackExhaustedError
+from .errors import NodeRateLimitedError as NodeRateLimitedError
 from .errors import NodeRetryExhaustedError as NodeRetryExhaustedError
 from .errors import NodeStreamInterruptedError as NodeStreamInterruptedError
 from .errors import NodeTimeoutError as NodeTimeoutError
@@ -152,6 +155,7 @@ __all__ = [
     "GateDecision",
     "GraphState",
     "LogEvent",
+    "NodeBulkheadFullError",
     "NodeCancellationError",
     "NodeCircuitBreaker",
     "NodeCircuitOpenError",
@@ -159,11 +163,13 @@ __all__ = [
     "NodeExecutionError",
     "NodeFallbackExhaustedError",
     "NodeLogger",
+    "NodeRateLimitedError",
     "NodeRetryExhaustedError",
     "NodeStreamInterruptedError",
     "NodeTimeoutError",
     "NodeValidationError",
     "Policy",
+    "RetryBudget",
     "RetryConfig",
     "StateValidationError",
     "SyncNode",

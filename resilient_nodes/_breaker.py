@@ -30,7 +30,9 @@ category                                                effect on the breaker
 timeout, network, server (5xx, 425), rate limit (429),  **failure**: counted
 unknown, retry exhausted
 validation, programming, client (other 4xx),            **neutral**: neither
-circuit open, cancelled (`NodeCancellationError`)       failure nor success
+circuit open, cancelled (`NodeCancellationError`),      failure nor success
+rejected (rate limit, bulkhead, thread limit), and
+a retry exhausted on those refusals
 control flow (cancellation, interrupts, GraphBubbleUp)  **ignored**: as if the
                                                         call never happened
 ======================================================  ==========================
@@ -74,6 +76,7 @@ kept current by the callback, the lock-free fast paths stay on for such a view.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import enum
 import functools
@@ -91,7 +94,7 @@ from ._config import BreakerConfig
 from ._control import is_control_flow
 from ._logging import LogEvent, emit, get_logger
 from ._tokens import is_token_cancelled, sync_cancel_token, token_reason
-from .errors import NodeCancellationError, NodeCircuitOpenError
+from .errors import NodeCancellationError, NodeCircuitOpenError, NodeRetryExhaustedError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -140,6 +143,10 @@ _COUNTED: Final = frozenset(
 )
 
 
+# Our own refusals: never evidence about the dependency (issue 18).
+_REFUSALS: Final = frozenset({ErrorCategory.REJECTED, ErrorCategory.CIRCUIT_OPEN})
+
+
 def counts_as_failure(error: BaseException, /) -> bool:
     """Whether *error* counts against a breaker (see the module docstring).
 
@@ -151,7 +158,12 @@ def counts_as_failure(error: BaseException, /) -> bool:
     """
     if is_control_flow(error):
         return False
-    return classify_error(error).category in _COUNTED
+    category = classify_error(error).category
+    if category is ErrorCategory.RETRY_EXHAUSTED and isinstance(error, NodeRetryExhaustedError):
+        # A retry told to retry our own refusals (retry_on=Exception) and run out
+        # of attempts on them has still seen nothing of the dependency.
+        return classify_error(error.last_error).category not in _REFUSALS
+    return category in _COUNTED
 
 
 class _SharedView(Protocol):
@@ -332,6 +344,48 @@ class _Listener(_pb.CircuitBreakerListener):
         self._on_transition(_FROM_PB[old.name] if old is not None else None, _FROM_PB[new.name])
 
 
+class _RateWindow:
+    """The outcomes of the last ``window`` counted calls, for the rate rules.
+
+    Used under the breaker's lock. Neutral errors and cancellations never get
+    here, as they never reach pybreaker either.
+    """
+
+    __slots__ = ("_failure_rate", "_minimum", "_outcomes", "_slow_rate", "failures", "slow")
+
+    def __init__(self, config: BreakerConfig) -> None:
+        self._outcomes: collections.deque[tuple[bool, bool]] = collections.deque(
+            maxlen=config.window
+        )
+        self._minimum = config.minimum_calls
+        self._failure_rate = config.failure_rate
+        self._slow_rate = config.slow_call_rate
+        self.failures = 0
+        self.slow = 0
+
+    def add(self, *, failed: bool, slow: bool) -> bool:
+        """Record one call; whether a rate rule now says to open."""
+        outcomes = self._outcomes
+        if len(outcomes) == outcomes.maxlen:
+            old_failed, old_slow = outcomes[0]
+            self.failures -= old_failed
+            self.slow -= old_slow
+        outcomes.append((failed, slow))
+        self.failures += failed
+        self.slow += slow
+        calls = len(outcomes)
+        if calls < self._minimum:
+            return False
+        if self._failure_rate is not None and self.failures >= self._failure_rate * calls:
+            return True
+        return self._slow_rate is not None and self.slow >= self._slow_rate * calls
+
+    def clear(self) -> None:
+        """Forget every call (on a transition)."""
+        self._outcomes.clear()
+        self.failures = self.slow = 0
+
+
 class NodeCircuitBreaker:
     """A circuit breaker for one node, safe for concurrent async and threaded use.
 
@@ -359,14 +413,28 @@ class NodeCircuitBreaker:
         success_threshold: int = 1,
         storage: BreakerStorage | None = None,
         clock: Callable[[], float] | None = None,
+        failure_rate: float | None = None,
+        slow_call_duration: float | timedelta | None = None,
+        slow_call_rate: float | None = None,
+        window: int = 20,
+        minimum_calls: int = 10,
     ) -> None:
         self.config = BreakerConfig(
             failure_threshold=failure_threshold,
             recovery_timeout=recovery_timeout,
             success_threshold=success_threshold,
+            failure_rate=failure_rate,
+            slow_call_duration=slow_call_duration,
+            slow_call_rate=slow_call_rate,
+            window=window,
+            minimum_calls=minimum_calls,
         )
+        # Trip rules over a window of recent calls (None: consecutive failures only).
+        self._rates = _RateWindow(self.config) if self.config.rate_rules else None
+        self.slow_call_duration = self.config.slow_call_duration
         self.name = name
         self._clock: Callable[[], float] = clock or time.time
+        self.clock = self._clock  # for the shells timing slow calls
         self._recovery: float = self.config.recovery_timeout
         self._lock = threading.Lock()
         # An external storage may change under us (another process); then every
@@ -379,6 +447,9 @@ class NodeCircuitBreaker:
             storage = bind(name, config=self.config, clock=self._clock)
         self._shared: _SharedView | None = cast("_SharedView", storage) if bind else None
         self._fast = storage is None or self._shared is not None
+        # A success with nothing to reset needs no lock, unless a rate rule
+        # must see it.
+        self._quiet_success = self._fast and self._rates is None
         self._storage: Any = (
             storage if storage is not None else _pb.CircuitMemoryStorage(_pb.STATE_CLOSED)
         )
@@ -429,6 +500,11 @@ class NodeCircuitBreaker:
             success_threshold=config.success_threshold,
             storage=storage,
             clock=clock,
+            failure_rate=config.failure_rate,
+            slow_call_duration=config.slow_call_duration,
+            slow_call_rate=config.slow_call_rate,
+            window=config.window,
+            minimum_calls=config.minimum_calls,
         )
 
     def __repr__(self) -> str:
@@ -453,6 +529,8 @@ class NodeCircuitBreaker:
         else:
             self._epoch = self._epoch_from_storage(new)
         self._probe = None
+        if self._rates is not None:
+            self._rates.clear()  # a new state starts a new window
         if old is not new:
             self._pending.append((old, new, self._storage.counter))
 
@@ -624,7 +702,13 @@ class NodeCircuitBreaker:
     def _rejection(self, epoch: _Epoch, remaining: float, node: str | None) -> NodeCircuitOpenError:
         return epoch.reject(node or self.name, remaining)
 
-    def release(self, ticket: AdmissionTicket, error: BaseException | None = None, /) -> None:
+    def release(
+        self,
+        ticket: AdmissionTicket,
+        error: BaseException | None = None,
+        duration: float | None = None,
+        /,
+    ) -> None:
         """Record the outcome of an admitted call.
 
         Args:
@@ -632,14 +716,23 @@ class NodeCircuitBreaker:
             error: The exception the call raised, or None if it returned.
                 Cancellation and control flow record nothing; see the module
                 docstring for what counts as a failure.
+            duration: How long the call took, in seconds, for the slow-call
+                rule (None: not measured).
         """
         # Closed and still the same epoch: a success only resets the failure count,
         # so when it is already 0 there is nothing for pybreaker to do.
-        if error is None and ticket is self._epoch and self._fast and self._storage.counter == 0:
+        if (
+            error is None
+            and ticket is self._epoch
+            and self._quiet_success
+            and self._storage.counter == 0
+        ):
             return
-        self._release_locked(ticket, error)
+        self._release_locked(ticket, error, duration)
 
-    def _release_locked(self, ticket: AdmissionTicket, error: BaseException | None) -> None:
+    def _release_locked(
+        self, ticket: AdmissionTicket, error: BaseException | None, duration: float | None = None
+    ) -> None:
         # Classify before taking the lock: it is pure and may be slow.
         if error is None:
             outcome: bool | None = True
@@ -663,21 +756,41 @@ class NodeCircuitBreaker:
             if self._external:
                 self._refresh()
             if epoch is self._epoch and outcome is not None:
-                self._record(outcome=outcome)
+                slow = (
+                    duration is not None
+                    and self.slow_call_duration is not None
+                    and duration >= self.slow_call_duration
+                )
+                self._record(outcome=outcome, slow=slow)
             if probe and self._shared is not None:
                 # After the outcome, so the lease goes back with it, not before.
                 self._shared.end_probe()
             events = self._take_pending()
         self._emit(events)
 
-    def _record(self, *, outcome: bool) -> None:
+    def _record(self, *, outcome: bool, slow: bool = False) -> None:
         # Lock held; the current epoch is closed or half-open.
+        closed = self._epoch.state is _CLOSED
         if outcome:
             self._cb.call(_succeed)
-            return
-        self._last_failure = self._clock()
-        with contextlib.suppress(_CountedFailureError):
-            self._cb.call(_fail)
+        else:
+            self._last_failure = self._clock()
+            with contextlib.suppress(_CountedFailureError):
+                self._cb.call(_fail)
+        rates = self._rates
+        # The rate rules judge closed-state calls; a half-open probe is judged
+        # by pybreaker alone, as before. If the consecutive rule has just
+        # opened the circuit, the window was cleared with it.
+        if (
+            rates is not None
+            and closed
+            and self._epoch.state is _CLOSED
+            and rates.add(failed=not outcome, slow=slow)
+        ):
+            open_by_rule = getattr(self._shared, "open_by_rule", None)
+            if open_by_rule is not None:
+                open_by_rule()  # a shared storage: open it for every process
+            self._cb.open()
 
     def guard(self, *, node: str | None = None) -> _Guard:
         """A context manager around one call: `admit` on entry, `release` on exit.
@@ -796,6 +909,8 @@ def _async_shell(
     afn = cast("Callable[..., Awaitable[Any]]", fn)
     admit = breaker.admit
     release = breaker.release
+    if breaker.slow_call_duration is not None:
+        return _timed_async_shell(afn, breaker, name)
 
     async def guarded(*args: Any, **kwargs: Any) -> Any:
         ticket = admit(node=name)
@@ -815,6 +930,8 @@ def _sync_shell(
 ) -> Callable[..., Any]:
     admit = breaker.admit
     release = breaker.release
+    if breaker.slow_call_duration is not None:
+        return _timed_sync_shell(fn, breaker, name)
 
     def guarded(*args: Any, **kwargs: Any) -> Any:
         ticket = admit(node=name)
@@ -824,6 +941,52 @@ def _sync_shell(
             release(ticket, _unless_abandoned(error))
             raise
         release(ticket, _unless_abandoned(None))
+        return result
+
+    return guarded
+
+
+# With a slow-call rule every call is timed, on the breaker's clock (so tests
+# advance a fake one); without one the shells above time nothing.
+
+
+def _timed_async_shell(
+    afn: Callable[..., Awaitable[Any]], breaker: NodeCircuitBreaker, name: str
+) -> Callable[..., Any]:
+    admit = breaker.admit
+    release = breaker.release
+    clock = breaker.clock
+
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        ticket = admit(node=name)
+        start = clock()
+        try:
+            result = await afn(*args, **kwargs)
+        except BaseException as error:
+            release(ticket, error, clock() - start)
+            raise
+        release(ticket, None, clock() - start)
+        return result
+
+    return guarded
+
+
+def _timed_sync_shell(
+    fn: Callable[..., Any], breaker: NodeCircuitBreaker, name: str
+) -> Callable[..., Any]:
+    admit = breaker.admit
+    release = breaker.release
+    clock = breaker.clock
+
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        ticket = admit(node=name)
+        start = clock()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as error:
+            release(ticket, _unless_abandoned(error), clock() - start)
+            raise
+        release(ticket, _unless_abandoned(None), clock() - start)
         return result
 
     return guarded

@@ -9,10 +9,13 @@ The rules, in the order they are tried (the first that matches decides):
 3. Our own errors: ``NodeTimeoutError`` (and an injected ``ChaosHangError``) is a
    retryable ``TIMEOUT``; an open
    circuit, a cancellation token, an exhausted retry and config/validation errors
-   are not retryable. ``AbandonedThreadLimitError`` (too many of a node's sync
-   calls still stuck in their threads) is a ``CIRCUIT_OPEN``, not retryable: like
-   an open circuit it is a local refusal before the call starts, which says
-   nothing new about the dependency, so a breaker must not count it.
+   are not retryable. Our own refusals to start a call, other than an open
+   circuit, are ``REJECTED``, not retryable: a rate limit with no capacity in the
+   time it may wait (``NodeRateLimitedError``), a full bulkhead
+   (``NodeBulkheadFullError``), and too many of a node's sync calls still stuck
+   in their threads (``AbandonedThreadLimitError``). Each is a local decision
+   before the call starts, which says nothing about the dependency, so no
+   breaker counts it; a fallback may answer instead.
 4. Exception groups: a group whose class is named like a validation error
    (cattrs' ``ClassValidationError``) is a ``VALIDATION`` error; any other group
    is classified by its members. Retryable only if every member is (with the
@@ -92,10 +95,12 @@ from .errors import (
     ChaosHangError,
     ConfigError,
     ErrorCode,
+    NodeBulkheadFullError,
     NodeCancellationError,
     NodeCircuitOpenError,
     NodeExecutionError,
     NodeFallbackExhaustedError,
+    NodeRateLimitedError,
     NodeRetryExhaustedError,
     NodeStreamInterruptedError,
     NodeTimeoutError,
@@ -139,6 +144,8 @@ class ErrorCategory(enum.StrEnum):
     model can route on it (``Policy.fallback(big, on=...)``)."""
     AUTH = "auth"
     """Authentication or permission refused (401/403): not retried, no fallback."""
+    REJECTED = "rejected"
+    """Our own refusal to start the call (rate limit, bulkhead, thread limit)."""
 
 
 _CODE_FOR: Final[Mapping[ErrorCategory, ErrorCode]] = {
@@ -579,11 +586,13 @@ def _own_error(error: NodeExecutionError) -> ErrorClassification:
         category, retryable = ErrorCategory.TIMEOUT, True
     elif isinstance(error, NodeCircuitOpenError):
         category, retry_after = ErrorCategory.CIRCUIT_OPEN, error.recovery_time
-    elif isinstance(error, AbandonedThreadLimitError):
-        # Our own refusal to start one more thread. Counted as a failure it
-        # would trip the breaker of a node whose dependency is fine (with Redis,
-        # in every process) because of a local resource limit.
-        category = ErrorCategory.CIRCUIT_OPEN
+    elif isinstance(error, AbandonedThreadLimitError | NodeBulkheadFullError):
+        # Our own refusal to start the call. Counted as a failure it would trip
+        # the breaker of a node whose dependency is fine (with Redis, in every
+        # process) because of a local limit.
+        category = ErrorCategory.REJECTED
+    elif isinstance(error, NodeRateLimitedError):
+        category, retry_after = ErrorCategory.REJECTED, error.retry_after
     elif isinstance(error, NodeCancellationError):
         category = ErrorCategory.CANCELLED
     elif isinstance(error, NodeRetryExhaustedError):

@@ -39,6 +39,9 @@ __all__ = [
     "TOOL_RETRY",
     "VALIDATION_RETRY",
     "BreakerConfig",
+    "BulkheadConfig",
+    "RateLimitConfig",
+    "RetryBudget",
     "RetryConfig",
     "Seconds",
     "TimeoutConfig",
@@ -224,6 +227,151 @@ _LOCAL: Final = {"serialize": False}
 # --- the config classes ---------------------------------------------------------------
 
 
+# --- load control (issue 18): bulkhead, retry budget, rate limit --------------------
+
+
+@attrs.frozen(kw_only=True)
+class BulkheadConfig:
+    """How many calls of a node may run at once, and how many may wait.
+
+    Attributes:
+        max_concurrent: Calls in flight at once (>= 1).
+        max_queue: Calls that may wait for a slot (>= 0); the rest are rejected
+            at once with `NodeBulkheadFullError`.
+    """
+
+    max_concurrent: int = attrs.field(validator=_integer(1, 1_000_000))
+    max_queue: int = attrs.field(default=0, validator=_integer(0, 1_000_000))
+
+
+@attrs.frozen(kw_only=True, repr=False)
+class RetryBudget:
+    """How many retries a node may make, relative to its calls (per node, shared).
+
+    Over the last ``window`` seconds, the node's retries may be at most
+    ``ratio`` x its first attempts, plus ``minimum``. Past that, a failed
+    attempt that would have been retried is raised as it is: in an outage the
+    load on the dependency stays near one request per call instead of
+    multiplying by the attempts.
+
+    Attributes:
+        ratio: Retries allowed per first attempt in the window (0 = only
+            ``minimum``).
+        minimum: Retries always allowed per window, so that a node with little
+            traffic can still retry.
+        window: The sliding window, in seconds.
+        clock: Seconds (monotonic) for tests; None for `time.monotonic`. Code,
+            so it is not written to plain data.
+    """
+
+    ratio: float = attrs.field(
+        default=0.2, converter=float_field, validator=number(ge=0.0, le=1000.0)
+    )
+    minimum: int = attrs.field(default=10, validator=_integer(0, 1_000_000_000))
+    window: float = attrs.field(
+        default=10.0, converter=seconds_field, validator=number(gt=0.0, duration=True)
+    )
+    clock: Callable[[], float] | None = attrs.field(
+        default=None, validator=_optional_callable, eq=False, metadata=_LOCAL
+    )
+
+    def __repr__(self) -> str:
+        parts = []
+        for name, default in (("ratio", 0.2), ("minimum", 10), ("window", 10.0)):
+            value = getattr(self, name)
+            if value != default:
+                shown = int(value) if isinstance(value, float) and value.is_integer() else value
+                parts.append(f"{name}={shown!r}")
+        return f"RetryBudget({', '.join(parts)})"
+
+
+def _optional_text(_inst: object, field: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ConfigError(
+            [(field.name, f"must be a non-empty string or None, got {describe(value)}")]
+        )
+
+
+def _optional_float(value: object) -> Any:
+    return None if value is None else float_field(value)  # type: ignore[arg-type]
+
+
+def _optional_duration(value: object) -> Any:
+    return None if value is None else seconds_field(value)  # type: ignore[arg-type]
+
+
+@attrs.frozen(kw_only=True)
+class RateLimitConfig:
+    """How many calls (or how much cost) a node may make per period.
+
+    Attributes:
+        limit: Calls, or cost units, per period (>= 1).
+        per: The period, in seconds (a moving window of this length). With a
+            shared storage, a whole number of seconds (the ``limits`` library
+            counts Redis windows in seconds).
+        cost: A callable of the call's arguments giving its weight (an int >= 0,
+            for example estimated tokens); None counts every call as 1. Code, so
+            it is not written to plain data.
+        key: The limit's name: calls of every node and process using the same
+            key, limit, period and storage share one window. None: the node's
+            name.
+        storage: None for this process only, or a ``redis://`` / ``rediss://``
+            URL to share the limit across processes.
+        max_wait: Longest wait for capacity, in seconds; None waits as long as
+            the enclosing deadline allows, 0 never waits.
+    """
+
+    limit: int = attrs.field(validator=_integer(1, 10**12))
+    per: float = attrs.field(
+        default=1.0, converter=seconds_field, validator=number(gt=0.0, duration=True)
+    )
+    cost: Callable[..., Any] | None = attrs.field(
+        default=None, validator=_optional_callable, metadata=_LOCAL
+    )
+    key: str | None = attrs.field(default=None, validator=_optional_text)
+    storage: str | None = attrs.field(default=None, validator=_optional_text)
+    max_wait: float | None = attrs.field(
+        default=None,
+        converter=_optional_duration,
+        validator=attrs.validators.optional(number(duration=True)),
+    )
+
+    @storage.validator
+    def _check_storage(self, _field: attrs.Attribute[Any], value: str | None) -> None:
+        if value is None:
+            return
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                [("storage", f"must be a redis:// or rediss:// URL or None, got {value!r}")]
+            )
+        if not float(self.per).is_integer():
+            raise ConfigError(
+                [
+                    (
+                        "per",
+                        f"must be whole seconds with a shared storage, got {self.per:g}",
+                    )
+                ]
+            )
+
+
+_LOAD_CONTROL_CONFIGS: Final = (BulkheadConfig, RetryBudget, RateLimitConfig)
+
+
+def _budget_field(value: object) -> Any:
+    """A retry budget from plain data (a policy file); anything else as it is.
+
+    Never raises (see the note above `seconds_field`): data that does not load
+    is left for the validator, which reports each of its problems.
+    """
+    if isinstance(value, Mapping):
+        try:
+            return load_config(value, RetryBudget)
+        except ConfigError:
+            return value
+    return value
+
+
 @attrs.frozen(kw_only=True)
 class RetryConfig:
     """How to retry: attempts, backoff and what counts as retryable.
@@ -244,6 +392,7 @@ class RetryConfig:
         retry_on: Exception type(s) or a predicate deciding retryability instead
             of the classification. Never sees cancellation or control flow.
         on_retry: Called (sync or async) before each backoff sleep.
+        budget: A `RetryBudget` bounding the node's retries over a window, or None.
     """
 
     attempts: int = attrs.field(default=3, validator=_integer(1, 1000))
@@ -270,6 +419,18 @@ class RetryConfig:
     on_retry: Callable[..., Any] | None = attrs.field(
         default=None, validator=_optional_callable, metadata=_LOCAL
     )
+    # Issue 18: a retry budget (`RetryBudget`), per wrapped node.
+    budget: RetryBudget | None = attrs.field(
+        default=None, converter=_budget_field, metadata={"omit_if_none": True}
+    )
+
+    @budget.validator
+    def _check_budget(self, _field: attrs.Attribute[Any], value: object) -> None:
+        if value is None or isinstance(value, RetryBudget):
+            return
+        if isinstance(value, Mapping):  # plain data the converter could not load
+            load_config(value, RetryBudget, path="budget")
+        raise ConfigError([("budget", f"must be a RetryBudget or None, got {describe(value)}")])
 
     @max_backoff.validator
     def _check_cap(self, _field: attrs.Attribute[Any], value: float) -> None:
@@ -301,6 +462,13 @@ class BreakerConfig:
         recovery_timeout: Seconds the circuit stays open before one probe is let
             through.
         success_threshold: Successful probes in half-open state that close it.
+        failure_rate: Open when at least this fraction (0..1] of the last
+            ``window`` counted calls failed, once ``minimum_calls`` were made.
+        slow_call_duration: A call taking at least this long (seconds) is slow.
+        slow_call_rate: Open when at least this fraction of the last ``window``
+            calls were slow, once ``minimum_calls`` were made.
+        window: How many of the most recent counted calls the rates look at.
+        minimum_calls: Calls in the window before a rate rule may open it.
     """
 
     failure_threshold: int = attrs.field(default=5, validator=_integer(1, 1_000_000))
@@ -310,6 +478,51 @@ class BreakerConfig:
         validator=number(gt=0.0, duration=True),
     )
     success_threshold: int = attrs.field(default=1, validator=_integer(1, 1_000_000))
+    # --- trip rules over the last `window` calls (issue 18) ---
+    failure_rate: float | None = attrs.field(
+        default=None,
+        converter=_optional_float,
+        validator=attrs.validators.optional(number(gt=0.0, le=1.0)),
+        metadata={"omit_if_none": True},
+    )
+    slow_call_duration: float | None = attrs.field(
+        default=None,
+        converter=_optional_duration,
+        validator=attrs.validators.optional(number(gt=0.0, duration=True)),
+        metadata={"omit_if_none": True},
+    )
+    slow_call_rate: float | None = attrs.field(
+        default=None,
+        converter=_optional_float,
+        validator=attrs.validators.optional(number(gt=0.0, le=1.0)),
+        metadata={"omit_if_none": True},
+    )
+    window: int = attrs.field(default=20, validator=_integer(1, 100_000))
+    minimum_calls: int = attrs.field(default=10, validator=_integer(1, 100_000))
+
+    @slow_call_rate.validator
+    def _check_slow_rule(self, _field: attrs.Attribute[Any], value: float | None) -> None:
+        if (value is None) != (self.slow_call_duration is None):
+            raise ConfigError(
+                [
+                    (
+                        "slow_call_rate",
+                        "slow_call_duration and slow_call_rate go together: give both or neither",
+                    )
+                ]
+            )
+
+    @minimum_calls.validator
+    def _check_minimum(self, _field: attrs.Attribute[Any], value: int) -> None:
+        if value > self.window:
+            raise ConfigError(
+                [("minimum_calls", f"must be <= window ({self.window}), got {value}")]
+            )
+
+    @property
+    def rate_rules(self) -> bool:
+        """Whether a failure-rate or slow-call-rate rule is set."""
+        return self.failure_rate is not None or self.slow_call_rate is not None
 
 
 @attrs.frozen(kw_only=True)
@@ -364,11 +577,14 @@ _CALLABLE_TYPES: Final = frozenset(
         (RetryConfig, "retry_on"),
         (RetryConfig, "on_retry"),
         (TimeoutConfig, "on_timeout"),
+        (RateLimitConfig, "cost"),
     )
 )
 _converter.register_structure_hook_func(lambda t: t in _CALLABLE_TYPES, lambda value, _type: value)
 
-_CONFIG_CLASSES: Final = frozenset({RetryConfig, BreakerConfig, TimeoutConfig})
+_CONFIG_CLASSES: Final = frozenset(
+    {RetryConfig, BreakerConfig, TimeoutConfig, *_LOAD_CONTROL_CONFIGS}
+)
 
 
 def _field_problems(cls: type[Any], data: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -493,6 +709,8 @@ def unstructure_config(config: object, /) -> dict[str, Any]:
     data: dict[str, Any] = {}
     for field in attrs.fields(cast("type[attrs.AttrsInstance]", type(config))):
         value = getattr(config, field.name)
+        if value is None and field.metadata.get("omit_if_none"):
+            continue  # an optional part left out, as in a hand-written file
         if field.metadata.get("serialize", True):
             data[field.name] = _converter.unstructure(value)
         elif value is not None:
@@ -500,6 +718,17 @@ def unstructure_config(config: object, /) -> dict[str, Any]:
                 [(field.name, "holds a callable, which cannot be written to plain data")]
             )
     return data
+
+
+def _unstructure_budget(budget: RetryBudget) -> dict[str, Any]:
+    # Written like a top-level config: a test clock is refused, with its path.
+    try:
+        return unstructure_config(budget)
+    except ConfigError as error:
+        raise error.prefixed("budget") from None
+
+
+_converter.register_unstructure_hook(RetryBudget, _unstructure_budget)
 
 
 def load_toml(path: str | PathLike[str], /) -> dict[str, Any]:

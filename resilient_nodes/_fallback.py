@@ -8,9 +8,10 @@ Semantics, in one place:
 - By default (``on=None``) a fallback happens on what says the dependency is
   failing or unreachable right now: any error classified retryable, a
   ``timeout``, ``network``, ``server`` (5xx, overload) or ``rate_limit`` error
-  (also one a server told us not to retry), an exhausted retry, and an open
-  circuit, so an open breaker on the primary means the alternative answers with
-  zero primary calls. Never on a used-up ``quota``, an ``auth`` error,
+  (also one a server told us not to retry), an exhausted retry, our own
+  refusals (``rejected``: a full rate limit or bulkhead, the thread limit), and
+  an open circuit, so an open breaker on the primary means the alternative
+  answers with zero primary calls. Never on a used-up ``quota``, an ``auth`` error,
   ``validation`` or ``programming`` errors, a cancel token, or an unknown
   error: another route would fail the same way, or the failure needs a person.
   A ``context_length`` error does not fall back by default either; route it
@@ -77,6 +78,9 @@ _ALWAYS: Final = frozenset(
         ErrorCategory.RATE_LIMIT,
         ErrorCategory.CIRCUIT_OPEN,
         ErrorCategory.RETRY_EXHAUSTED,
+        # Our own refusals (a full rate limit or bulkhead, the thread limit):
+        # this route has no room now; another route may (issue 18).
+        ErrorCategory.REJECTED,
     }
 )
 

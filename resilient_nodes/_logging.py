@@ -80,6 +80,19 @@ class LogEvent(enum.StrEnum):
     """A stream's first item or next item did not come within its bound (warning)."""
     STREAM_INTERRUPTED = "stream.interrupted"
     """A stream failed after items reached the caller; not retried (warning)."""
+    # --- load control (Policy.bulkhead, Policy.rate_limit, retry budgets) ---
+    BULKHEAD_REJECTED = "bulkhead.rejected"
+    """A full bulkhead (every slot busy, the queue full) rejected a call (warning)."""
+    RATE_LIMIT_REJECTED = "rate_limit.rejected"
+    """A rate limit had no capacity within the time a call may wait (warning)."""
+    RATE_LIMIT_PAUSED = "rate_limit.paused"
+    """A ``Retry-After`` from the dependency paused a rate limit's key (warning)."""
+    RATE_LIMIT_STORAGE_UNAVAILABLE = "rate_limit.storage_unavailable"
+    """A shared rate-limit storage failed; a local limit stands in for it (warning)."""
+    RATE_LIMIT_STORAGE_RECOVERED = "rate_limit.storage_recovered"
+    """A shared rate-limit storage answers again (info)."""
+    RETRY_BUDGET_EXHAUSTED = "node.retry_budget_exhausted"
+    """A retry was due but the node's retry budget was spent: the error is raised (warning)."""
 
 
 def emit(log_method: Callable[..., Any], event: str, /, **fields: Any) -> None:

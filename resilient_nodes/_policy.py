@@ -37,10 +37,21 @@ import attrs
 
 from . import _config
 from ._breaker import NodeCircuitBreaker, wrap_breaker
+from ._bulkhead import Bulkhead, hold_stream, wrap_bulkhead
 from ._callables import callable_name
 from ._chaos import ChaosConfig, wrap_chaos
-from ._config import BreakerConfig, RetryConfig, TimeoutConfig, load_config, unstructure_config
+from ._config import (
+    BreakerConfig,
+    BulkheadConfig,
+    RateLimitConfig,
+    RetryBudget,
+    RetryConfig,
+    TimeoutConfig,
+    load_config,
+    unstructure_config,
+)
 from ._fallback import wrap_fallback
+from ._ratelimit import RateLimiter, wrap_rate_limit
 from ._retry import wrap_retry
 from ._stream import (
     StreamConfig,
@@ -162,6 +173,10 @@ class _BreakerLayer:
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"type": self.kind, **unstructure_config(self.config)}
+        if not self.config.rate_rules:
+            # The window sizes mean nothing without a rate rule: left out, so a
+            # plain breaker writes what it always did.
+            del data["window"], data["minimum_calls"]
         if self.storage is not None:
             to_dict = getattr(self.storage, "to_dict", None)
             if to_dict is None:
@@ -172,13 +187,7 @@ class _BreakerLayer:
         return data
 
     def breaker(self, name: str, breakers: list[NodeCircuitBreaker]) -> NodeCircuitBreaker:
-        breaker = NodeCircuitBreaker(
-            name,
-            failure_threshold=self.config.failure_threshold,
-            recovery_timeout=self.config.recovery_timeout,
-            success_threshold=self.config.success_threshold,
-            storage=self.storage,
-        )
+        breaker = NodeCircuitBreaker.from_config(name, self.config, storage=self.storage)
         breakers.append(breaker)
         return breaker
 
@@ -205,6 +214,52 @@ class _ChaosLayer:
     def wrap(self, fn: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]) -> Any:
         del breakers
         return wrap_chaos(fn, self.config, name=name)
+
+
+# --- load control layers (issue 18) ------------------------------------------------
+
+
+@attrs.frozen
+class _BulkheadLayer:
+    kind: ClassVar[str] = "bulkhead"
+    config: BulkheadConfig
+
+    def expr(self) -> str:
+        queue = f", max_queue={self.config.max_queue}" if self.config.max_queue else ""
+        return f"Policy.bulkhead({self.config.max_concurrent}{queue})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.kind, **unstructure_config(self.config)}
+
+    def wrap(self, fn: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]) -> Any:
+        del breakers
+        return wrap_bulkhead(fn, Bulkhead.from_config(name, self.config))
+
+    def wrap_stream(
+        self, opener: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]
+    ) -> Any:
+        del breakers
+        return hold_stream(opener, Bulkhead.from_config(name, self.config))
+
+
+@attrs.frozen
+class _RateLimitLayer:
+    kind: ClassVar[str] = "rate_limit"
+    config: RateLimitConfig
+
+    def expr(self) -> str:
+        config = self.config
+        rest = _call_args(RateLimitConfig(limit=config.limit), config, skip=("limit", "per"))
+        per = "" if config.per == 1.0 else f", per={_value_repr(config.per)}"
+        return f"Policy.rate_limit({config.limit}{per}{', ' + rest if rest else ''})"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"type": self.kind, **unstructure_config(self.config)}
+        return {key: value for key, value in data.items() if value is not None}
+
+    def wrap(self, fn: Callable[..., Any], name: str, breakers: list[NodeCircuitBreaker]) -> Any:
+        del breakers
+        return wrap_rate_limit(fn, RateLimiter(name, self.config))
 
 
 # --- strategies for LLM calls (issue 17) -------------------------------------------------
@@ -259,7 +314,16 @@ class _StreamLayer:
     wrap_stream = wrap
 
 
-_Layer = _RetryLayer | _TimeoutLayer | _BreakerLayer | _ChaosLayer | _FallbackLayer | _StreamLayer
+_Layer = (
+    _RetryLayer
+    | _TimeoutLayer
+    | _BreakerLayer
+    | _ChaosLayer
+    | _FallbackLayer
+    | _StreamLayer
+    | _BulkheadLayer
+    | _RateLimitLayer
+)
 
 
 def _retry_config(layer: _Layer) -> RetryConfig:
@@ -288,6 +352,10 @@ def _check_composition(layers: Sequence[_Layer]) -> None:
                 )
             ]
         )
+    bulkheads = [i for i, layer in enumerate(layers) if isinstance(layer, _BulkheadLayer)]
+    if len(bulkheads) > 1:
+        message = "a bulkhead inside a bulkhead: the inner one decides alone; use one"
+        raise ConfigError([(f"layers[{bulkheads[1]}]", message)])
     enclosing: float | None = None  # the nearest outer timeout not separated by a retry
     for index, layer in enumerate(layers):
         if isinstance(layer, _RetryLayer):
@@ -341,6 +409,7 @@ class Policy:
         | Callable[[Exception], bool]
         | None = None,
         on_retry: Callable[..., Any] | None = None,
+        budget: RetryBudget | None = None,
     ) -> Policy:
         """Retry retryable failures with jittered exponential backoff.
 
@@ -353,6 +422,9 @@ class Policy:
             max_retry_after: Longest server ``Retry-After`` honoured.
             retry_on: Exception type(s) or predicate replacing the classification.
             on_retry: Called (sync or async) before each backoff sleep.
+            budget: A `RetryBudget`: the node's retries over a window stay at
+                most ``ratio`` x its calls plus ``minimum``; past it a failure is
+                raised as it is instead of retried. Per wrapped node.
 
         Raises:
             ConfigError: On an invalid value, naming the field.
@@ -366,6 +438,7 @@ class Policy:
             max_retry_after=max_retry_after,
             retry_on=retry_on,
             on_retry=on_retry,
+            budget=budget,
         )
         return cls((_RetryLayer(config),))
 
@@ -430,8 +503,19 @@ class Policy:
         recovery_timeout: _config.Seconds = 60.0,
         success_threshold: int = 1,
         storage: Any = None,
+        failure_rate: float | None = None,
+        slow_call_duration: _config.Seconds | None = None,
+        slow_call_rate: float | None = None,
+        window: int = 20,
+        minimum_calls: int = 10,
     ) -> Policy:
         """A circuit breaker, one per wrapped node (shared by all its calls).
+
+        Besides consecutive failures, it can open on a failure rate or a
+        slow-call rate over the last *window* counted calls, once
+        *minimum_calls* were made (as in resilience4j and Polly v8): the call
+        that trips it raises its own error (or returns, if only slow), later
+        calls `NodeCircuitOpenError`, and one probe decides, as always.
 
         Args:
             failure_threshold: Consecutive counted failures that open it.
@@ -439,6 +523,13 @@ class Policy:
             success_threshold: Successful probes that close it again.
             storage: Where the breaker state lives (None: in this process; a
                 `RedisBreakerStorage` shares it across processes).
+            failure_rate: Open when at least this fraction (0..1] of the
+                window's calls failed.
+            slow_call_duration: A call taking at least this long is slow.
+            slow_call_rate: Open when at least this fraction of the window's
+                calls were slow (needs *slow_call_duration*).
+            window: How many recent counted calls the rates look at.
+            minimum_calls: Calls in the window before a rate rule may open it.
 
         Raises:
             ConfigError: On an invalid value, naming the field.
@@ -447,6 +538,11 @@ class Policy:
             failure_threshold=failure_threshold,
             recovery_timeout=recovery_timeout,
             success_threshold=success_threshold,
+            failure_rate=failure_rate,
+            slow_call_duration=slow_call_duration,
+            slow_call_rate=slow_call_rate,
+            window=window,
+            minimum_calls=minimum_calls,
         )
         return cls((_BreakerLayer(config, storage),))
 
@@ -556,6 +652,68 @@ class Policy:
             ConfigError: On a bound that is not a positive duration.
         """
         return cls((_StreamLayer(StreamConfig.create(first_item=first_item, idle=idle)),))
+
+    # --- load control builders (issue 18) -------------------------------------------
+
+    @classmethod
+    def bulkhead(cls, max_concurrent: int, *, max_queue: int = 0) -> Policy:
+        """At most *max_concurrent* calls of the node in flight at once.
+
+        Up to *max_queue* more wait for a slot (first come, first served); the
+        rest are rejected at once with `NodeBulkheadFullError`, which is not
+        retried and no breaker counts. One bulkhead per wrapped node, shared by
+        all its calls. A slot is never leaked, cancellation included.
+
+        Args:
+            max_concurrent: Calls in flight at once (>= 1).
+            max_queue: Calls that may wait for a slot (>= 0).
+
+        Raises:
+            ConfigError: On an invalid value, naming the field.
+        """
+        return cls(
+            (_BulkheadLayer(BulkheadConfig(max_concurrent=max_concurrent, max_queue=max_queue)),)
+        )
+
+    @classmethod
+    def rate_limit(
+        cls,
+        limit: int,
+        per: _config.Seconds = 1.0,
+        *,
+        cost: Callable[..., Any] | None = None,
+        key: str | None = None,
+        storage: str | None = None,
+        max_wait: _config.Seconds | None = None,
+    ) -> Policy:
+        """At most *limit* calls (or cost units) in any *per* seconds.
+
+        A call without capacity waits for it within *max_wait* and the enclosing
+        deadline, else raises `NodeRateLimitedError` (not retried, never counted
+        by a breaker); a call refused or cancelled while waiting consumes
+        nothing. A ``Retry-After`` from the dependency pauses the key. Put it
+        inside the retry (every attempt spends quota) and outside the
+        per-attempt timeout (waiting is not the attempt's time).
+
+        Args:
+            limit: Calls, or cost units, per period.
+            per: The period (seconds or timedelta); a moving window.
+            cost: A callable of the call's arguments giving its weight, for
+                example estimated tokens; None counts each call as 1.
+            key: The limit's name, shared by every node and process using it;
+                None: the node's name.
+            storage: None for this process, or a ``redis://`` URL to share the
+                limit across processes (needs the ``redis`` extra).
+            max_wait: Longest wait for capacity; None waits as long as the
+                enclosing deadline allows, 0 never waits.
+
+        Raises:
+            ConfigError: On an invalid value, naming the field.
+        """
+        config = RateLimitConfig(
+            limit=limit, per=per, cost=cost, key=key, storage=storage, max_wait=max_wait
+        )
+        return cls((_RateLimitLayer(config),))
 
     # --- algebra --------------------------------------------------------------------
 
@@ -717,7 +875,15 @@ def _build_stream(
 _NONE: Final = Policy()
 
 
-_LAYER_TYPES: Final = ("breaker", "chaos", "retry", "stream", "timeout")
+_LAYER_TYPES: Final = (
+    "breaker",
+    "bulkhead",
+    "chaos",
+    "rate_limit",
+    "retry",
+    "stream",
+    "timeout",
+)
 
 
 def _key_list(keys: Iterable[object]) -> str:
@@ -746,6 +912,10 @@ _PLAIN_LAYERS: Final[Mapping[str, Callable[[dict[str, Any], str], _Layer]]] = {
     "timeout": lambda body, where: _TimeoutLayer(load_config(body, TimeoutConfig, path=where)),
     "chaos": lambda body, where: _ChaosLayer(ChaosConfig.from_dict(body, path=where)),
     "stream": lambda body, where: _StreamLayer(StreamConfig.from_dict(body, path=where)),
+    "bulkhead": lambda body, where: _BulkheadLayer(load_config(body, BulkheadConfig, path=where)),
+    "rate_limit": lambda body, where: _RateLimitLayer(
+        load_config(body, RateLimitConfig, path=where)
+    ),
 }
 
 

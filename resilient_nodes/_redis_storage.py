@@ -139,7 +139,8 @@ _FORK_WAIT: Final = 2.0
 
 # One script for every operation. KEYS: state hash, probe lease. ARGV: now (ms),
 # failure threshold, success threshold, recovery (ms), lease (ms), then operations:
-# f<ms> failure, s success, h<ms> move to half-open if recovered by then, c close
+# f<ms> failure, s success, t<ms> trip if closed (a breaker's rate rule opened it),
+# h<ms> move to half-open if recovered by then, c close
 # (reset), r<token> give the lease back, and at most one lease operation last:
 # a<token> take it for a call that was refused (or mark it wanted), p<token> take it
 # ahead of any call unless someone wants it, e<token> extend it. `_replay` below
@@ -189,6 +190,8 @@ for i = 6, #ARGV do
     elseif state == 'half-open' then
       if redis.call('HINCRBY', key, 'successes', 1) >= smax then close() end
     end
+  elseif code == 't' then
+    if state == 'closed' then trip(arg) end
   elseif code == 'h' then
     if recovered(tonumber(arg)) then half_open() end
   elseif code == 'c' then
@@ -225,7 +228,7 @@ _SHA: Final = hashlib.sha1(_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 _Snapshot = tuple[str, int, int, int | None]
 
 
-def _replay(  # noqa: C901 - one branch per operation, laid out like the script
+def _replay(  # noqa: C901, PLR0912 - one branch per operation, laid out like the script
     snap: _Snapshot, ops: list[str], fmax: int, smax: int, recovery_ms: int
 ) -> _Snapshot:
     """Apply queued operations to a snapshot exactly as the Lua script would."""
@@ -247,6 +250,9 @@ def _replay(  # noqa: C901 - one branch per operation, laid out like the script
                 successes += 1
                 if successes >= smax:
                     state, failures, successes = _CLOSED, 0, 0
+        elif code == "t":
+            if state == _CLOSED:
+                state, opened, successes = _OPEN, int(op[1:]), 0
         elif code == "h":
             if state == _OPEN and int(op[1:]) >= (opened or 0) + recovery_ms:
                 state, successes = _HALF_OPEN, 0
@@ -728,12 +734,14 @@ class _BreakerView:
         old, self._state = self._state, state
         if state == _HALF_OPEN and old == _OPEN:
             self._queue(f"h{self._now_ms()}")
+
         elif state == _CLOSED and old != _CLOSED:
             if self._expect_close:
                 self._expect_close = False  # the probe's success closes it in Redis
             else:
                 self._queue("c")
-        # A move to open is the script's doing: the failure that trips it is queued.
+        # A move to open is the script's doing: the failure that trips it is
+        # queued (or, for a rate rule, `open_by_rule`'s trip).
 
     @property
     def counter(self) -> int:
@@ -780,6 +788,16 @@ class _BreakerView:
             self._successes = 0
 
     # --- hooks for NodeCircuitBreaker (breaker's lock held) ----------------------------
+
+    def open_by_rule(self) -> None:
+        """The breaker's rate rule (failure or slow-call rate) is about to open it.
+
+        Its window is this process's, so the script cannot see the rule: it is
+        told to trip the shared breaker if that is still closed. A consecutive
+        trip needs no such op (its failure trips it in the script, or the
+        shared count says it should not).
+        """
+        self._queue(f"t{self._now_ms()}")
 
     def subscribe(self, callback: Callable[[], None], /) -> None:
         """Have *callback* called (from the storage thread) when Redis changes."""

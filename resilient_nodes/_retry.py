@@ -25,6 +25,10 @@ Rules every path follows:
   ``SystemExit``, ``GeneratorExit``, LangGraph's ``GraphBubbleUp``) is re-raised at
   once: never passed to a predicate, never slept on, never counted.
 - A non-retryable error is raised as itself, at once.
+- Retry budget (``RetryConfig.budget``, per wrapped node): a retry that the
+  budget does not allow is not made; the attempt's error is raised as itself,
+  with a note, and ``node.retry_budget_exhausted`` is logged. See
+  `resilient_nodes._budget`.
 - When the attempts run out, ``NodeRetryExhaustedError(attempts, last_error)`` is
   raised ``from`` the last error.
 - Deadline: before each backoff sleep the delay is compared with the time left in
@@ -65,6 +69,7 @@ from tenacity.retry import retry_base
 from tenacity.stop import stop_after_attempt, stop_base
 from tenacity.wait import wait_base
 
+from ._budget import BudgetTracker
 from ._callables import is_async_callable
 from ._classification import ErrorClassification, classify_error
 from ._context import activate, current_context, deactivate, note_attempt
@@ -363,6 +368,7 @@ class _Retrier:
 
     __slots__ = (
         "async_deadline",
+        "budget",
         "callback",
         "callback_fields",
         "log",
@@ -382,6 +388,8 @@ class _Retrier:
         self.wait = BackoffWait(config)
         self.sync_deadline = DeadlineStop(sync_remaining)
         self.async_deadline = DeadlineStop(async_remaining)
+        # Per wrapped node, shared by all its calls (issue 18).
+        self.budget = BudgetTracker(config.budget) if config.budget is not None else None
         self.callback = config.on_retry
         self.callback_fields = _callback_fields(config.on_retry) if config.on_retry else ()
         # Filtering loggers turn disabled levels into no-ops, but the fields we
@@ -423,6 +431,27 @@ class _Retrier:
             attempt=attempt,
             error_type=type(failure).__name__,
             error_message=error_text(failure),
+        )
+
+    def budget_spent(self, error: Exception, attempt: int) -> None:
+        """Say why a retryable failure is raised as it is: the retry budget is spent."""
+        budget = self.budget
+        assert budget is not None  # noqa: S101 - only called with a budget
+        calls, retries = budget.counts()
+        note = (
+            f"not retried: the retry budget of node {self.name} is spent ({retries} "
+            f"retries for {calls} calls in the last {budget.budget.window:g}s)"
+        )
+        if note not in getattr(error, "__notes__", ()):
+            error.add_note(note)
+        emit(
+            self.log.warning,
+            LogEvent.RETRY_BUDGET_EXHAUSTED,
+            attempt=attempt,
+            calls=calls,
+            retries=retries,
+            error_type=type(error).__name__,
+            error_message=error_text(error),
         )
 
     def run_sync(
@@ -537,6 +566,8 @@ class _Retry:
             Exception: The attempt's error itself, when it is control flow or
                 not retryable.
             NodeRetryExhaustedError: When that was the last allowed attempt.
+            Exception: The attempt's error itself, with a note, when the node's
+                retry budget is spent.
         """
         error = self.error
         if is_control_flow(error):
@@ -553,6 +584,12 @@ class _Retry:
         if self._deadline(state):
             self._stop = self._stopped_early()
             return None
+        budget = retrier.budget
+        if budget is not None and not budget.try_retry():
+            # Past the node's retry budget: give up with the dependency's own
+            # error, as a call with one attempt would, rather than add load.
+            retrier.budget_spent(error, state.attempt_number)
+            raise error
         state.idle_for += delay
         return retrier.announce(state.attempt_number, error, delay, self.context)
 
@@ -565,6 +602,8 @@ class _Retry:
         ):
             # on_retry took time of the budget too: check again before sleeping.
             self._stop = self._stopped_early()
+            if self._retrier.budget is not None:
+                self._retrier.budget.refund()  # the retry it was taken for is off
         return self._stop
 
     def callback_failed(self, failure: Exception) -> None:
@@ -623,6 +662,32 @@ def _sleep_in_thread(delay: float, name: str) -> None:
         sleep_unless_cancelled(wait, cancel_token, name=name)
 
 
+def _counting(shell: Callable[..., Any], retrier: _Retrier) -> Callable[..., Any]:
+    """*shell*, counting each call's first attempt in the node's retry budget.
+
+    Without a budget, *shell* itself: the success path stays one bare call.
+    """
+    budget = retrier.budget
+    if budget is None:
+        return shell
+    record = budget.record_call
+    if inspect.iscoroutinefunction(shell):
+
+        @functools.wraps(shell)
+        async def counted_async(*args: Any, **kwargs: Any) -> Any:
+            record()
+            return await shell(*args, **kwargs)
+
+        return counted_async
+
+    @functools.wraps(shell)
+    def counted_sync(*args: Any, **kwargs: Any) -> Any:
+        record()
+        return shell(*args, **kwargs)
+
+    return counted_sync
+
+
 def _discard(awaitable: Awaitable[object]) -> None:
     close = getattr(awaitable, "close", None)
     if callable(close):
@@ -678,7 +743,7 @@ def wrap_retry(fn: Callable[_P, Any], config: RetryConfig, /, *, name: str) -> C
             # Outside the except block, so later errors do not chain onto this one.
             return await run_async(afn, args, kwargs, first)
 
-        return retrying_async
+        return _counting(retrying_async, retrier)
 
     if config.on_retry is not None and is_async_callable(config.on_retry):
         raise ConfigError(
@@ -696,7 +761,7 @@ def wrap_retry(fn: Callable[_P, Any], config: RetryConfig, /, *, name: str) -> C
             return result
         return run_sync(fn, args, kwargs, first)
 
-    return retrying_sync
+    return _counting(retrying_sync, retrier)
 
 
 class _RetryDecorator:

@@ -15,7 +15,12 @@ also subclasses the builtin it resembles::
         ├── AbandonedThreadLimitError (RuntimeError)  .limit, .scope
         ├── ChaosHangError (TimeoutError)          (injected by Policy.chaos)
         ├── NodeFallbackExhaustedError             .errors, .callables (Policy.fallback)
-        └── NodeStreamInterruptedError             .items_delivered (a committed stream)
+        ├── NodeStreamInterruptedError             .items_delivered (a committed stream)
+        ├── NodeRateLimitedError                   .limit, .per, .key, .retry_after
+        └── NodeBulkheadFullError                  .max_concurrent, .max_queue
+
+The last two, `AbandonedThreadLimitError` and `NodeCircuitOpenError` are our own
+refusals to start a call: none of them says anything about the node's dependency.
 
 The message of each error is built from a template per code
 (`MESSAGE_TEMPLATES`), so logs and recorded state read the same everywhere.
@@ -41,10 +46,12 @@ __all__ = [
     "ChaosHangError",
     "ConfigError",
     "ErrorCode",
+    "NodeBulkheadFullError",
     "NodeCancellationError",
     "NodeCircuitOpenError",
     "NodeExecutionError",
     "NodeFallbackExhaustedError",
+    "NodeRateLimitedError",
     "NodeRetryExhaustedError",
     "NodeStreamInterruptedError",
     "NodeTimeoutError",
@@ -62,6 +69,9 @@ class ErrorCode(enum.StrEnum):
     CANCELLED = "CANCELLED"
     CIRCUIT_OPEN = "CIRCUIT_OPEN"
     UNKNOWN = "UNKNOWN"
+    # Load control (Policy.rate_limit, Policy.bulkhead): our own refusals.
+    RATE_LIMITED = "RATE_LIMITED"
+    BULKHEAD_FULL = "BULKHEAD_FULL"
 
 
 MESSAGE_TEMPLATES: Final[Mapping[ErrorCode, str]] = {
@@ -74,6 +84,10 @@ MESSAGE_TEMPLATES: Final[Mapping[ErrorCode, str]] = {
         "next probe in {recovery_time}s"
     ),
     ErrorCode.UNKNOWN: "node {node} failed: {detail}",
+    ErrorCode.RATE_LIMITED: "node {node} is rate limited ({limit} per {per}s{key}): {detail}",
+    ErrorCode.BULKHEAD_FULL: (
+        "node {node} has {max_concurrent} calls in flight and {max_queue} waiting; call rejected"
+    ),
 }
 
 
@@ -381,10 +395,10 @@ class AbandonedThreadLimitError(NodeExecutionError, RuntimeError):
     Raised before the function is called, when the node has
     ``MAX_ABANDONED_THREADS`` (32) abandoned threads still running, or the whole
     process ``MAX_ABANDONED_THREADS_TOTAL`` (256). It is our own refusal, not
-    evidence about the node's dependency: classified like an open circuit
-    (category ``circuit_open``), so a breaker neither counts it nor resets its
-    count, and it is not retried (a retry would be refused the same way until
-    the stuck threads finish).
+    evidence about the node's dependency: classified as a local refusal
+    (category ``rejected``, like a full bulkhead or a rate limit), so a breaker
+    neither counts it nor resets its count, and it is not retried (a retry
+    would be refused the same way until the stuck threads finish).
 
     Attributes:
         limit: The limit that was reached.
@@ -490,6 +504,92 @@ class NodeStreamInterruptedError(NodeExecutionError):
             or (
                 f"node {node or '<unnamed>'}: the stream failed after {self.items_delivered} "
                 f"items were delivered: {type(last_error).__name__}: {safe_text(last_error)}"
+            ),
+            node=node,
+        )
+
+
+# --- load control: our own refusals (Policy.rate_limit, Policy.bulkhead) --------------
+
+
+class NodeRateLimitedError(NodeExecutionError):
+    """A rate limit had no capacity for the call within the time it may wait.
+
+    Raised before the function is called, so nothing of the limit was spent. It is
+    our own refusal, not evidence about the dependency: never counted by a
+    breaker, and not retried (the layer already waited as long as it was allowed
+    to: within ``max_wait`` and the enclosing deadline).
+
+    Attributes:
+        limit: The limit (calls, or cost units) per period.
+        per: The period, in seconds.
+        key: The limit's key (shared by every process using it), if named.
+        retry_after: Seconds until the limit has capacity again, when known.
+    """
+
+    code = ErrorCode.RATE_LIMITED
+
+    def __init__(
+        self,
+        limit: int,
+        per: float,
+        /,
+        *,
+        key: str | None = None,
+        retry_after: float | None = None,
+        reason: str = "no capacity within the time it may wait",
+        node: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.limit = int(limit)
+        self.per = float(per)
+        self.key = key
+        self.retry_after = None if retry_after is None else max(0.0, float(retry_after))
+        super().__init__(
+            message
+            or _format_message(
+                self.code,
+                node=node or "<unnamed>",
+                limit=self.limit,
+                per=self.per,
+                key=f", key {key!r}" if key else "",
+                detail=reason,
+            ),
+            node=node,
+        )
+
+
+class NodeBulkheadFullError(NodeExecutionError):
+    """A bulkhead had every slot in use and its queue full: the call was rejected.
+
+    Raised at once, before the function is called. Our own refusal: never counted
+    by a breaker and not retried.
+
+    Attributes:
+        max_concurrent: Calls the bulkhead lets run at once.
+        max_queue: Calls it lets wait for a slot.
+    """
+
+    code = ErrorCode.BULKHEAD_FULL
+
+    def __init__(
+        self,
+        max_concurrent: int,
+        max_queue: int,
+        /,
+        *,
+        node: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        self.max_concurrent = int(max_concurrent)
+        self.max_queue = int(max_queue)
+        super().__init__(
+            message
+            or _format_message(
+                self.code,
+                node=node or "<unnamed>",
+                max_concurrent=self.max_concurrent,
+                max_queue=self.max_queue,
             ),
             node=node,
         )

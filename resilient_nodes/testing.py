@@ -24,6 +24,8 @@ zero delay is also what ``on_retry`` and the ``node.retry_scheduled`` log see).
 fake clock; `record_sleeps` is a ready-made one that records each delay instead of
 sleeping. Async code still reaches a checkpoint (``anyio.sleep(0)``) at every
 retry under `no_backoff` and `record_sleeps`, so cancellation stays prompt.
+`reset_rate_limits` empties the in-process rate-limit windows, which nodes
+naming one key share for as long as the process runs.
 
 The switches are **process-global**, like stamina's ``set_testing``: they apply to
 every thread and task, which is what a pytest fixture wants (async tests run in a
@@ -44,6 +46,7 @@ from typing import TYPE_CHECKING
 
 import anyio.lowlevel
 
+from ._ratelimit import reset_local_windows
 from ._switches import switches
 
 if TYPE_CHECKING:
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "no_backoff",
     "record_sleeps",
+    "reset_rate_limits",
     "seed_jitter",
     "use_sleep",
 ]
@@ -144,3 +148,14 @@ def record_sleeps() -> Iterator[list[float]]:
 
     with use_sleep(sync_sleep=delays.append, async_sleep=async_sleep):
         yield delays
+
+
+def reset_rate_limits() -> None:
+    """Forget every in-process rate-limit window (and pause) of this process.
+
+    Nodes naming one ``key`` share a window for as long as the process runs, so
+    a test that fills one would hold back the next test's calls. Call this
+    between tests (an autouse fixture). A shared (Redis) window is not touched:
+    use a fresh key, or clear the Redis database, for that.
+    """
+    reset_local_windows()

@@ -33,6 +33,7 @@ NOT_STDLIB = (
     "langgraph",
     "matplotlib",
     "redis",
+    "aiolimiter",
     "langchain_core",
 )
 
@@ -304,6 +305,14 @@ def test_quick_mode_writes_a_table_with_every_variant(tmp_path: Path) -> None:
             "stream_yielding_ours",
             "stream_yielding_fail_after",
         },
+        "load": {
+            "load_floor",
+            "bulkhead_ours",
+            "bulkhead_limiter",
+            "rate_limit_ours",
+            "rate_limit_langchain",
+            "rate_limit_aiolimiter",
+        },
     }
     assert set(raw["groups"]) == set(expected)
     for group, keys in expected.items():
@@ -341,7 +350,11 @@ def test_quick_mode_writes_a_table_with_every_variant(tmp_path: Path) -> None:
     assert set(raw["llm"]["stall"]) == {"asyncio", "trio"}
     assert raw["llm"]["trio_per_item"]["bare_ns"] > 0
     kinds = [t["kind"] for t in raw["targets"]]
-    assert kinds.count("target") == 17
+    # The Redis-shared rate limit's round trips are a target where redis-server is.
+    has_redis = shutil.which("redis-server") is not None
+    assert kinds.count("target") == 17 + 3 + has_redis
+    if has_redis:
+        assert raw["load_redis"]["round_trips_per_call"] == 1.0
     assert kinds.count("info") == 2
     md_rows = _targets_table(table)
     console = _console_targets(proc.stdout)

@@ -371,8 +371,10 @@ def test_abandoned_thread_limit_is_a_neutral_refusal(scope: Literal["node", "pro
     """Our refusal to start one more thread is not retried and no breaker counts it."""
     error = AbandonedThreadLimitError(32, node="plan", scope=scope)
     verdict = classify_error(error)
+    # A local refusal (issue 18): once filed under circuit_open for want of a
+    # better category, now `rejected` with the bulkhead and the rate limit.
     assert (verdict.category, verdict.retryable, verdict.retry_after) == (
-        ErrorCategory.CIRCUIT_OPEN,
+        ErrorCategory.REJECTED,
         False,
         None,
     )

@@ -386,3 +386,15 @@ def test_unknown_library_events_are_still_shown() -> None:
             {"event": LogEvent.BREAKER_STATE_CHANGED, "node": "n", "new_state": "open"},
         )
     assert recorder.transitions[0].new == "open"
+
+
+def test_fan_out_is_held_under_the_shared_rate_limit(report: DemoReport) -> None:
+    """After the batch, 12 Send branches share one rate limit: never more than 4 per 0.5 s."""
+    fanout = report.fanout
+    assert fanout is not None
+    assert (fanout.branches, fanout.limit, fanout.per) == (12, 4, 0.5)
+    assert fanout.results == 12  # every branch waited its turn; none was refused
+    assert 1 <= fanout.most_in_window <= fanout.limit
+    assert fanout.seconds >= 0.9  # 12 calls at 4 per 0.5 s take two more windows
+    assert "Fan-out: 12 Send branches" in report.summary
+    assert report.summary.rstrip().endswith("s in all)")

@@ -12,9 +12,11 @@ from resilient_nodes.errors import (
     MESSAGE_TEMPLATES,
     ConfigError,
     ErrorCode,
+    NodeBulkheadFullError,
     NodeCancellationError,
     NodeCircuitOpenError,
     NodeExecutionError,
+    NodeRateLimitedError,
     NodeRetryExhaustedError,
     NodeTimeoutError,
     NodeValidationError,
@@ -29,7 +31,7 @@ class _Unprintable:
 
 
 def test_error_codes_are_the_designed_set() -> None:
-    """ErrorCode has exactly the six designed codes, each a str equal to its name."""
+    """ErrorCode has the six seed codes and the designed new ones, each a str equal to its name."""
     assert {code.name for code in ErrorCode} == {
         "NODE_TIMEOUT",
         "RETRY_EXHAUSTED",
@@ -37,6 +39,9 @@ def test_error_codes_are_the_designed_set() -> None:
         "CANCELLED",
         "CIRCUIT_OPEN",
         "UNKNOWN",
+        # load control (issue 18): our own refusals
+        "RATE_LIMITED",
+        "BULKHEAD_FULL",
     }
     for code in ErrorCode:
         assert code == code.name
@@ -194,6 +199,8 @@ def _all_errors() -> list[NodeExecutionError]:
         NodeValidationError("detail", node="v"),
         ConfigError([("a.b", "bad")]),
         coded,
+        NodeRateLimitedError(10, 60.0, key="openai", retry_after=1.5, node="l"),
+        NodeBulkheadFullError(4, 8, node="h"),
     ]
 
 

@@ -354,7 +354,7 @@ def _good_record() -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"code": "NOPE"}, "errors[0].code: must be one of CANCELLED, CIRCUIT_OPEN"),
+        ({"code": "NOPE"}, "errors[0].code: must be one of BULKHEAD_FULL, CANCELLED, CIRCUIT_OPEN"),
         ({"category": 3}, "errors[0].category: must be one of auth, cancelled, circuit_open"),
         ({"attempts": True}, "errors[0].attempts: must be an int >= 0, got True (bool)"),
         ({"attempts": -1}, "errors[0].attempts: must be an int >= 0, got -1 (int)"),

@@ -40,6 +40,11 @@ removed at the end) and misbehave on a schedule drawn from ``random.Random(seed)
   ``CIRCUIT_OPEN``, and after the recovery timeout one probe gets through and
   closes it again.
 
+After the batch, `fanout` sends twelve ``Send`` branches at once to a search
+node under ``Policy.tool(...) | Policy.rate_limit(4, per=0.5, key=...)``: the
+branches share the key's window, wait their turn instead of failing, and no half
+second sees more than four calls.
+
 Progress comes from the library's own structlog events, streamed as they
 happen; a summary table follows at the end. Backoff jitter is 0 in every
 policy, so the same seed gives the same run, with the policies' round numbers
@@ -53,6 +58,7 @@ Where to look, in the order a reader might want them:
 * `graph`: the ``StateGraph``, one `Policy` per node, and the routing.
 * `display`: the structlog events streamed to the terminal, and the summary.
 * `report`: what a run produced, as data, and the check of every failure mode.
+* `fanout`: the ``Send`` fan-out held under one shared rate limit.
 * `run`: `run_demo`, which wires the above together.
 * `cli`: `main`, the command line.
 

@@ -23,6 +23,7 @@ from resilient_nodes import BreakerState, ErrorCode
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
+    from .fanout import FanoutReport
     from .services import Call, StoryPlan
 
 __all__ = [
@@ -228,6 +229,7 @@ class DemoReport:
         checks: The failure modes and whether each was shown.
         seconds: Wall time of the batch (not compared).
         summary: The rendered summary (not compared).
+        fanout: The fan-out held under a shared rate limit, if it ran.
     """
 
     seed: int
@@ -239,6 +241,8 @@ class DemoReport:
     checks: tuple[Check, ...]
     seconds: float = attrs.field(eq=False)
     summary: str = attrs.field(eq=False, repr=False)
+    # Issue 18: the Send fan-out under one shared rate limit, run after the batch.
+    fanout: FanoutReport | None = None
 
     @property
     def ok(self) -> bool:

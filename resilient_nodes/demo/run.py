@@ -2,7 +2,8 @@
 
 `run_demo` wires the pieces together: the schedule and the simulated services
 (`services`), the graph (`graph`), the log routing and display (`display`), and
-the report built from what was recorded (`report`). Each story is one
+the report built from what was recorded (`report`); then the `fanout`, a ``Send``
+fan-out held under one shared rate limit. Each story is one
 ``ainvoke`` of the compiled graph; the nodes, and so their breakers, live for the
 whole batch.
 """
@@ -17,8 +18,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import anyio
 import attrs
+import structlog
 
 from .display import Display, Recorder, render_summary, routed_logs
+from .fanout import run_fanout
 from .graph import NODE_ORDER, build_graph
 from .report import DemoReport, check_failure_modes, node_stats, retry_wait, story_result
 from .services import Services, schedule
@@ -79,8 +82,17 @@ def run_demo(*, seed: int = 7, out: TextIO | None = None, progress: bool = True)
         finally:
             display.close()
     report = _build_report(seed, recorder, services.calls, finals, nodes)
+    # Then a Send fan-out held under one shared rate limit (its own small graph;
+    # its log events are not part of the story display).
+    with routed_logs(_drop):
+        fanout = run_fanout()
+    report = attrs.evolve(report, fanout=fanout, summary=report.summary + fanout.summary + "\n")
     display.write(report.summary)
     return report
+
+
+def _drop(_logger: object, _method: str, _event: object) -> Any:
+    raise structlog.DropEvent
 
 
 def _story_line(final: Mapping[str, Any]) -> str:
