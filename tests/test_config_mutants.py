@@ -16,6 +16,7 @@ import pytest
 
 from resilient_nodes._config import (
     BreakerConfig,
+    RateLimitConfig,
     RetryConfig,
     _integer,
     check_every_field,
@@ -197,3 +198,16 @@ def test_load_toml_messages(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_toml(missing)
     assert caught.value.problems == ((str(missing), "cannot read: No such file or directory"),)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [(5, "5 (int)"), ("", "'' (str)")], ids=["not a str", "empty"]
+)
+def test_rate_limit_names_must_be_non_empty_strings(value: object, shown: str) -> None:
+    """A rate limit's key and storage are a non-empty str or None, said exactly."""
+    for field in ("key", "storage"):
+        with pytest.raises(ConfigError) as caught:
+            RateLimitConfig(limit=1, **{field: value})
+        assert caught.value.problems == (
+            (field, f"must be a non-empty string or None, got {shown}"),
+        )
