@@ -193,14 +193,56 @@ class PendingContext:
     through the shared object, as they must.
     """
 
-    __slots__ = ("_built", "_config", "attempt", "name")
+    __slots__ = ("_built", "_config", "_threads", "attempt", "name")
     _lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, name: str, config: Mapping[str, Any] | None) -> None:
         self.name = name
         self._config = config
         self._built: ExecutionContext | None = None
+        self._threads: dict[int, int] | None = None
         self.attempt = 1
+
+    def enter_attempt(self) -> int:
+        """The running thread runs the attempt that starts now; returns its number.
+
+        An attempt past its timeout keeps running in its thread while the next one
+        starts, and both see this object: the thread keeps the number it entered
+        with (`attempt_here`) until `exit_attempt`.
+        """
+        attempt = self.attempt
+        threads = self._threads
+        if threads is None:
+            threads = self._threads = {}
+        threads[threading.get_ident()] = attempt
+        return attempt
+
+    def exit_attempt(self) -> None:
+        """The running thread's attempt is over."""
+        if self._threads:
+            self._threads.pop(threading.get_ident(), None)
+
+    def attempt_here(self) -> int:
+        """The attempt the running thread runs: its own, else the latest started."""
+        threads = self._threads
+        if threads:
+            own = threads.get(threading.get_ident())
+            if own is not None:
+                return own
+        return self.attempt
+
+    @property
+    def config(self) -> Mapping[str, Any] | None:
+        """The RunnableConfig the call was given (or found), if any."""
+        return self._config
+
+    def start_attempt(self, attempt: int, /) -> None:
+        """The retry layer starts attempt *attempt* (2 and up) of this call.
+
+        A hook: the node shell extends it (LangGraph's interrupt counter, the
+        attempt event).
+        """
+        self.attempt = attempt
 
     def resolve(self) -> ExecutionContext:
         built = self._built
@@ -241,7 +283,7 @@ def note_attempt(attempt: int, node: str | None) -> None:
     """
     context = _current.get()
     if isinstance(context, PendingContext) and context.name == node:
-        context.attempt = attempt
+        context.start_attempt(attempt)
 
 
 def current_context() -> ExecutionContext | None:
@@ -250,11 +292,13 @@ def current_context() -> ExecutionContext | None:
     Its ``attempt`` is the attempt running now, also outside the retry layer
     (in a timeout around the retry, or its ``on_timeout``): the node call's own
     context is built once, and the call counts the attempts the retry started.
+    An attempt abandoned by its timeout, still running in its thread, keeps its
+    own number.
     """
     context = _current.get()
     if isinstance(context, PendingContext):
         built = context.resolve()
-        attempt = context.attempt
+        attempt = context.attempt_here()
         return built if built.attempt == attempt else built.with_attempt(attempt)
     return context
 

@@ -562,9 +562,7 @@ def test_langgraph_retry_policy_multiplies_our_attempts() -> None:
         calls += 1
         raise ConnectionError("down")
 
-    node = create_node(
-        always_down, name="down", policy=Policy.retry(attempts=3), capture_errors=False
-    )
+    node = create_node(always_down, name="down", policy=Policy.retry(attempts=3), on_error="raise")
     builder = StateGraph(FlowState)
     builder.add_node(
         "down",

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import operator
 import pickle
-from typing import Any
+from typing import Annotated, Any, TypedDict
 
 import anyio
 import anyio.lowlevel
@@ -50,15 +51,35 @@ async def test_async_impl_gives_async_node() -> None:
     assert await node({"x": 4}) == {"y": 8}
 
 
-def test_node_signature_is_langgraphs() -> None:
-    """The node takes (state, config: RunnableConfig | None = None)."""
-    from langchain_core.runnables import RunnableConfig
+def test_node_presents_the_impls_signature_and_hints() -> None:
+    """inspect.signature and get_type_hints see the impl's parameters and hints."""
+    import typing
 
-    node = create_node(lambda state: None, name="n")
-    params = inspect.signature(node).parameters
-    assert list(params) == ["state", "config"]
-    assert params["config"].default is None
-    assert params["config"].annotation in (RunnableConfig | None, RunnableConfig)
+    def impl(state: dict[str, int], config: dict[str, Any], *, store: Any = None) -> None:
+        return None
+
+    node = create_node(impl, name="n")
+    assert inspect.signature(node) == inspect.signature(impl)
+    assert typing.get_type_hints(node.__call__) == {}
+    assert typing.get_type_hints(node) == typing.get_type_hints(impl)
+    assert node.__wrapped__ is impl
+    assert node.__name__ == "n"
+
+
+def test_node_leads_subgraph_discovery_where_the_impl_would() -> None:
+    """LangGraph follows one ``__wrapped__``: the node's is the impl's own, if it has one."""
+    import functools
+
+    def inner(state: dict[str, Any]) -> dict[str, Any]:
+        return state
+
+    @functools.wraps(inner)
+    def decorated(state: dict[str, Any]) -> dict[str, Any]:
+        return inner(state)
+
+    node = create_node(decorated, name="n")
+    assert node.__wrapped__ is inner
+    assert inspect.signature(node) == inspect.signature(decorated)
 
 
 def test_impl_may_take_config() -> None:
@@ -70,7 +91,7 @@ def test_impl_may_take_config() -> None:
 
     create_node(with_config, name="a")({}, {"configurable": {"k": 1}})
     assert seen == [{"configurable": {"k": 1}}]
-    create_node(lambda state: seen.append("no config"), name="b")({}, {"configurable": {}})
+    create_node(lambda state: seen.append("no config"), name="b")({}, config={"configurable": {}})
     assert seen[-1] == "no config"
 
 
@@ -84,7 +105,7 @@ def test_current_context_inside_impl() -> None:
     node = create_node(impl, name="ctx")
     node(
         {},
-        {
+        config={
             "metadata": {"trace_id": "t" * 32, "graph_execution_id": "g-1"},
             "configurable": {"thread_id": "th"},
         },
@@ -200,25 +221,21 @@ async def test_a_total_timeout_logs_the_attempt_it_cut_short() -> None:
 
 
 def test_capture_off_propagates_the_original() -> None:
-    """With capture_errors=False the original exception propagates unchanged."""
+    """With on_error="raise" the original exception propagates unchanged."""
     boom = RuntimeError("boom")
 
     def impl(state: dict[str, Any]) -> dict[str, Any]:
         raise boom
 
     with pytest.raises(RuntimeError) as caught:
-        create_node(impl, name="n", capture_errors=False)({})
+        create_node(impl, name="n", on_error="raise")({})
     assert caught.value is boom
 
 
-@pytest.mark.parametrize("bad", ["a string", 42, ["x"], object()])
-def test_non_mapping_result_is_a_validation_error(bad: object) -> None:
-    """Returning something that is not a state update is VALIDATION_FAILED naming the node."""
-    update = create_node(lambda state: bad, name="shape")({})
-    (record,) = update["errors"]
-    assert record["code"] == ErrorCode.VALIDATION_FAILED.value
-    assert "node shape" in record["message"]
-    assert type(bad).__name__ in record["message"]
+@pytest.mark.parametrize("value", ["a string", 42, ["x"], object()])
+def test_any_result_passes_through_for_langgraph_to_judge(value: object) -> None:
+    """What the impl returns is returned as is: a root channel takes any value."""
+    assert create_node(lambda state: value, name="shape", on_error="raise")({}) is value
 
 
 def test_none_and_command_results_are_updates() -> None:
@@ -296,7 +313,7 @@ async def test_cancel_token_in_config_cancels_the_node() -> None:
         results: list[Any] = []
 
         async def run() -> None:
-            results.append(await node({}, {"configurable": {"cancel_token": token}}))
+            results.append(await node({}, config={"configurable": {"cancel_token": token}}))
 
         tg.start_soon(run)
         await started.wait()
@@ -317,12 +334,12 @@ def test_cancel_token_already_set_sync_node() -> None:
         calls += 1
         return {}
 
-    update = create_node(impl, name="n")({}, {"configurable": {"cancel_token": token}})
+    update = create_node(impl, name="n")({}, config={"configurable": {"cancel_token": token}})
     assert calls == 0
     assert update["errors"][0]["code"] == ErrorCode.CANCELLED.value
     with pytest.raises(NodeCancellationError):
-        create_node(impl, name="n", capture_errors=False)(
-            {}, {"configurable": {"cancel_token": token}}
+        create_node(impl, name="n", on_error="raise")(
+            {}, config={"configurable": {"cancel_token": token}}
         )
 
 
@@ -330,7 +347,7 @@ def test_logs_started_succeeded_with_ids() -> None:
     """node.started / node.succeeded carry node, ids, story_id and duration."""
     node = create_node(lambda state: {}, name="logged")
     with capture_logs() as logs:
-        node({"story_id": "s-9"}, {"metadata": {"trace_id": "abc"}})
+        node({"story_id": "s-9"}, config={"metadata": {"trace_id": "abc"}})
     events = {entry["event"]: entry for entry in logs}
     assert set(events) >= {"node.started", "node.succeeded"}
     succeeded = events["node.succeeded"]
@@ -457,8 +474,10 @@ def test_config_goes_only_to_a_parameter_named_config_or_a_required_second() -> 
         return {"limit": limit}
 
     config = {"configurable": {"k": 1}}
-    assert create_node(keyword_only, name="kw", capture_errors=False)({}, config) == {"got": config}
-    assert create_node(own_option, name="opt", capture_errors=False)({}, config) == {"limit": 10}
+    assert create_node(keyword_only, name="kw", on_error="raise")({}, config=config) == {
+        "got": config
+    }
+    assert create_node(own_option, name="opt", on_error="raise")({}, config=config) == {"limit": 10}
 
 
 def test_a_state_whose_story_id_raises_is_handled_and_leaves_no_context() -> None:
@@ -495,3 +514,205 @@ def test_node_call_sets_every_field_of_a_pending_context() -> None:
         assert call.attempt == 1
     finally:
         call.close()
+
+
+@pytest.mark.anyio
+async def test_a_runnable_node_has_both_paths_and_one_breaker(anyio_backend_name: str) -> None:
+    """create_node(runnable): invoke and ainvoke run it, one breaker counts both."""
+    if anyio_backend_name != "asyncio":
+        pytest.skip("langchain_core's ainvoke needs asyncio")
+    from langchain_core.runnables import RunnableLambda
+
+    def boom(state: dict[str, Any]) -> dict[str, Any]:
+        raise ConnectionError("down")
+
+    node = create_node(
+        RunnableLambda(boom, name="boom"),
+        name="remote",
+        policy=Policy.breaker(failure_threshold=2),
+        on_error="raise",
+    )
+    assert node.name == "remote"
+    assert node.policy == Policy.breaker(failure_threshold=2)
+    assert repr(node) == "<runnable node 'remote': Policy.breaker(failure_threshold=2)>"
+    with pytest.raises(ConnectionError):
+        node.invoke({})
+    with pytest.raises(ConnectionError):
+        await node.ainvoke({})
+    assert node.breaker is not None
+    assert node.breaker.status().state == "open"
+
+
+def test_a_non_runnable_keeps_the_config_error() -> None:
+    """Something neither callable nor a Runnable is still a ConfigError naming the node."""
+    with pytest.raises(ConfigError, match=r"nodes\.n\.impl"):
+        create_node(3, name="n")  # type: ignore[call-overload]
+
+
+class WithoutErrors(TypedDict):
+    """A state type with no ``errors`` key (like LangGraph's ``MessagesState``)."""
+
+    text: str
+
+
+class WithErrors(TypedDict, total=False):
+    """A state type with an ``errors`` key."""
+
+    text: str
+    errors: Annotated[list[Any], operator.add]
+
+
+def _boom(state: Any) -> Any:
+    raise ValueError("boom")
+
+
+def test_on_error_must_be_capture_raise_or_callable() -> None:
+    """A misspelt on_error is a ConfigError naming the node's on_error."""
+    with pytest.raises(ConfigError, match=r"nodes\.n\.on_error"):
+        create_node(_boom, name="n", on_error="ignore")  # type: ignore[call-overload]
+
+
+def test_capture_errors_still_works_with_a_deprecation_warning() -> None:
+    """capture_errors=True/False map to on_error capture/raise, with a warning."""
+    with pytest.warns(DeprecationWarning, match='on_error="capture"'):
+        captured = create_node(_boom, name="n", capture_errors=True)
+    assert captured.on_error == "capture"
+    assert captured({})["errors"][0]["error_type"] == "ValueError"
+    with pytest.warns(DeprecationWarning, match="capture_errors"):
+        raising = create_simple_node(_boom, name="n", capture_errors=False)
+    assert raising.on_error == "raise"
+    with pytest.raises(ValueError, match="boom"):
+        raising({})
+    with pytest.warns(DeprecationWarning, match="node.on_error"):
+        assert raising.capture_errors is False
+    with (
+        pytest.warns(DeprecationWarning, match="capture_errors"),
+        pytest.raises(ConfigError, match="not both"),
+    ):
+        create_node(_boom, name="n", on_error="raise", capture_errors=True)
+
+
+def test_capture_raises_when_the_state_type_has_no_errors_key() -> None:
+    """A failure LangGraph would drop (no ``errors`` key in the state type) is raised."""
+
+    def without(state: WithoutErrors) -> None:
+        raise ValueError("nowhere to put it")
+
+    def with_errors(state: WithErrors) -> None:
+        raise ValueError("recorded")
+
+    with capture_logs() as logs, pytest.raises(ValueError, match="nowhere"):
+        create_node(without, name="n")({"text": ""})
+    assert logs[-1]["captured"] is False
+    assert create_node(with_errors, name="m")({"text": ""})["errors"][0]["node"] == "m"
+
+
+def test_a_callable_on_error_gets_the_record_and_the_state() -> None:
+    """on_error=callable returns what the handler makes of (record, state)."""
+    seen: list[Any] = []
+
+    def handler(record: Any, state: Any) -> dict[str, Any]:
+        seen.append((record["error_type"], record["node"], state))
+        return {"fallback": True}
+
+    assert create_node(_boom, name="n", on_error=handler)({"x": 1}) == {"fallback": True}
+    assert seen == [("ValueError", "n", {"x": 1})]
+
+
+@pytest.mark.anyio
+async def test_an_async_on_error_handler_is_awaited() -> None:
+    """An async node awaits an async handler."""
+
+    async def boom(state: Any) -> Any:
+        raise ValueError("boom")
+
+    async def handler(record: Any, state: Any) -> dict[str, Any]:
+        await anyio.lowlevel.checkpoint()
+        return {"code": record["code"]}
+
+    assert await create_node(boom, name="n", on_error=handler)({}) == {"code": "VALIDATION_FAILED"}
+
+
+def test_a_failing_handler_propagates_its_own_error() -> None:
+    """The handler's own error is not swallowed."""
+
+    def handler(record: Any, state: Any) -> Any:
+        raise KeyError("handler broke")
+
+    with pytest.raises(KeyError, match="handler broke"):
+        create_node(_boom, name="n", on_error=handler)({})
+
+
+def test_an_abandoned_attempt_cannot_write_state_or_stream_through_its_config() -> None:
+    """The task's send function and stream writer, as an attempt sees them, are gated.
+
+    LangGraph keeps them in the config (``__pregel_send``, the runtime's
+    ``stream_writer``): once its attempt is abandoned, a thread's writes go nowhere.
+    """
+    import dataclasses
+    import threading
+
+    from resilient_nodes import _langgraph
+
+    @dataclasses.dataclass
+    class FakeRuntime:
+        stream_writer: Any
+
+    sent: list[Any] = []
+    streamed: list[Any] = []
+    config = {
+        "configurable": {
+            "__pregel_send": sent.extend,
+            "__pregel_runtime": FakeRuntime(streamed.append),
+        }
+    }
+    second = threading.Event()
+    done = threading.Event()
+    seen: dict[int, Any] = {}
+
+    def impl(state: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+        attempt = current_context().attempt  # type: ignore[union-attr]
+        if attempt == 1:
+            second.wait(5)
+            seen[1] = (current_context().attempt, config)  # type: ignore[union-attr]
+            config["configurable"]["__pregel_send"]([("x", "late")])
+            config["configurable"]["__pregel_runtime"].stream_writer("late chunk")
+            done.set()
+            return {}
+        second.set()
+        done.wait(5)
+        config["configurable"]["__pregel_send"]([("x", "live")])
+        config["configurable"]["__pregel_runtime"].stream_writer("live chunk")
+        return {"ok": True}
+
+    policy = Policy.retry(attempts=2, retry_on=lambda error: True) | Policy.timeout(0.05)
+    node = create_node(impl, name="n", policy=policy, on_error="raise")
+    with no_backoff():
+        assert node({}, config) == {"ok": True}
+    assert seen[1][0] == 1
+    assert sent == [("x", "live")]
+    assert streamed == ["live chunk"]
+    del _langgraph
+
+
+def test_the_impls_own_attributes_read_through_the_node() -> None:
+    """A callable object's state is visible on the node; the node's own names win."""
+
+    class Counter:
+        name = "impl's name"
+
+        def __init__(self) -> None:
+            self.ticks = 0
+
+        def __call__(self, state: dict[str, Any]) -> dict[str, Any]:
+            self.ticks += 1
+            return {}
+
+    node = create_node(Counter(), name="count")
+    node({})
+    assert node.ticks == 1
+    assert node.name == "count"
+    with pytest.raises(AttributeError):
+        _ = node.__func__
+    with pytest.raises(AttributeError):
+        _ = node.missing

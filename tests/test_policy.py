@@ -527,7 +527,7 @@ def test_the_longest_durations_work_at_call_time() -> None:
     timer = threading.Timer(0.05, token.cancel)
     timer.start()
     started = time.monotonic()
-    update = node({}, {"configurable": {"cancel_token": token}})
+    update = node({}, config={"configurable": {"cancel_token": token}})
     timer.join()
     assert time.monotonic() - started < 2
     assert update["errors"][0]["code"] == ErrorCode.CANCELLED.value

@@ -20,7 +20,7 @@ import pydantic
 import pytest
 from structlog.testing import capture_logs
 
-from resilient_nodes import ConfigError, NodeValidationError, Policy, create_node
+from resilient_nodes import ConfigError, Policy, create_node
 from resilient_nodes.testing import no_backoff
 
 # --- config -------------------------------------------------------------------------
@@ -108,8 +108,12 @@ def test_non_policy_is_a_config_error() -> None:
 
 @pytest.mark.parametrize("result", [3, "done", b"x", [{"a": 1}], object(), 1.5])
 @pytest.mark.parametrize("capture", [True, False])
-def test_non_update_result_is_a_clear_validation_error(result: Any, capture: bool) -> None:
-    """A result that is not a state update is a NodeValidationError, never retried."""
+def test_any_result_passes_through_for_langgraph_to_judge(result: Any, capture: bool) -> None:
+    """The node is no stricter than LangGraph: any result is returned as is, once.
+
+    A root channel (``StateGraph(int)``) takes any value; LangGraph itself
+    rejects an update its state cannot take (tests/test_langgraph_fidelity.py).
+    """
     calls = 0
 
     def impl(state: dict[str, Any]) -> Any:
@@ -117,14 +121,10 @@ def test_non_update_result_is_a_clear_validation_error(result: Any, capture: boo
         calls += 1
         return result
 
-    node = create_node(impl, name="n", policy=Policy.llm(), capture_errors=capture)
-    if capture:
-        (record,) = node({})["errors"]
-        assert record["code"] == "VALIDATION_FAILED"
-        assert type(result).__name__ in record["message"]
-    else:
-        with pytest.raises(NodeValidationError, match=type(result).__name__):
-            node({})
+    node = create_node(
+        impl, name="n", policy=Policy.llm(), on_error="capture" if capture else "raise"
+    )
+    assert node({}) is result
     assert calls == 1
 
 
@@ -234,7 +234,9 @@ def test_hostile_exceptions_never_crash_the_error_path(make: Any, capture: bool)
         raise error
 
     policy = Policy.llm(attempts=2) | Policy.breaker() | Policy.timeout(5)
-    node = create_node(impl, name="hostile", policy=policy, capture_errors=capture)
+    node = create_node(
+        impl, name="hostile", policy=policy, on_error="capture" if capture else "raise"
+    )
     with no_backoff(), capture_logs() as logs:
         if capture:
             (record,) = node({"story_id": "s"})["errors"]
@@ -266,7 +268,7 @@ def test_capture_off_propagates_the_identical_object_through_every_layer() -> No
         raise original
 
     policy = Policy.retry(retry_on=ConnectionError) | Policy.breaker() | Policy.timeout(5)
-    node = create_node(impl, name="same", policy=policy, capture_errors=False)
+    node = create_node(impl, name="same", policy=policy, on_error="raise")
     with pytest.raises(UnprintableError) as raised:
         node({})
     assert raised.value is original

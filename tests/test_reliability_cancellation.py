@@ -178,7 +178,9 @@ async def _call_sync(node: Any, harness: _Harness) -> tuple[BaseException | None
 
     def run() -> None:
         try:
-            outcome["result"] = node({"story_id": "s"}, {"configurable": {"cancel_token": token}})
+            outcome["result"] = node(
+                {"story_id": "s"}, config={"configurable": {"cancel_token": token}}
+            )
         except BaseException as exc:
             outcome["error"] = exc
         finally:
@@ -211,7 +213,10 @@ async def test_outer_cancellation_is_clean(kind: str, phase: str, sync: bool) ->
     harness = _Harness(phase, sync)
     policy = _pipeline(kind, phase, harness.on_retry, harness.cleanup())
     node = create_node(
-        harness.impl(), name=f"cancel-{kind}-{phase}", policy=policy, capture_errors=not sync
+        harness.impl(),
+        name=f"cancel-{kind}-{phase}",
+        policy=policy,
+        on_error="raise" if sync else "capture",
     )
     if phase == "probe":
         _trip(node)
@@ -298,12 +303,12 @@ async def test_abandoned_sync_retry_stops_for_every_token_kind(token_kind: str) 
         raise ConnectionError("down")
 
     policy = Policy.retry(attempts=3, backoff=0.3, jitter=0.0)
-    node = create_node(impl, name="tokens", policy=policy, capture_errors=False)
+    node = create_node(impl, name="tokens", policy=policy, on_error="raise")
     threads_before = _our_threads()
 
     def run() -> BaseException | None:
         try:
-            node({}, {"configurable": {"cancel_token": token}})
+            node({}, config={"configurable": {"cancel_token": token}})
         except BaseException as exc:
             return exc
         return None

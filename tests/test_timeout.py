@@ -1122,7 +1122,7 @@ def test_a_token_cancelled_sync_call_releases_the_timeout_wait_too() -> None:
     token = CancelToken()
     threading.Timer(0.05, token.cancel).start()
     started = _time.monotonic()
-    update = node({}, {"configurable": {"cancel_token": token}})
+    update = node({}, config={"configurable": {"cancel_token": token}})
     assert _time.monotonic() - started < 1.0
     assert update["errors"][0]["code"] == ErrorCode.CANCELLED.value
 

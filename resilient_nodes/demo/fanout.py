@@ -93,7 +93,9 @@ def run_fanout(*, key: str = "search-api") -> FanoutReport:
         await anyio.sleep(0.01)
         return {"results": [f"hits for {state['query']}"]}
 
-    async def plan(_state: FanoutState) -> dict[str, Any]:
+    # Named ``state``: a node's type is its impl's, and LangGraph's node protocols
+    # name the parameter so.
+    async def plan(state: FanoutState) -> dict[str, Any]:  # noqa: ARG001
         return {"queries": [f"query {i}" for i in range(BRANCHES)]}
 
     # LangGraph reads these functions' type hints at run time: only names it
@@ -101,7 +103,7 @@ def run_fanout(*, key: str = "search-api") -> FanoutReport:
     def fan_out(state: FanoutState) -> list[Any]:
         return [Send("search", {"query": query}) for query in state["queries"]]
 
-    async def collect(_state: FanoutState) -> dict[str, Any]:
+    async def collect(state: FanoutState) -> dict[str, Any]:  # noqa: ARG001
         return {}
 
     policy = Policy.tool(backoff=0.02, jitter=0) | Policy.rate_limit(LIMIT, per=PER, key=key)

@@ -143,7 +143,7 @@ def route(next_node: str) -> Callable[[StoryState], str]:
 
 def build_graph(
     services: Services,
-) -> tuple[CompiledStateGraph[Any, Any, Any, Any], dict[str, AsyncNode[Any, Any]]]:
+) -> tuple[CompiledStateGraph[Any, Any, Any, Any], dict[str, AsyncNode[..., Any]]]:
     """The compiled pipeline and its nodes (whose breakers live as long as they do).
 
     Loggers are bound when nodes are built: build them where the log
@@ -183,7 +183,7 @@ def build_graph(
         "handle_error": services.handle_error,
     }
     by_node = policies(services)
-    nodes: dict[str, AsyncNode[Any, Any]] = {
+    nodes: dict[str, AsyncNode[..., Any]] = {
         name: create_node(impls[name], name=name, policy=by_node[name]) for name in NODE_ORDER
     }
     graph: StateGraph[Any, Any, Any, Any] = StateGraph(StoryState)

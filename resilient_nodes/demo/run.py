@@ -108,7 +108,7 @@ def _build_report(
     recorder: Recorder,
     calls: Sequence[Call],
     finals: Sequence[tuple[StoryPlan, dict[str, Any], float]],
-    nodes: Mapping[str, AsyncNode[Any, Any]],
+    nodes: Mapping[str, AsyncNode[..., Any]],
 ) -> DemoReport:
     """Assemble the report from the recorded events, calls and final states."""
     attempts = Counter((call.story_id, call.node) for call in calls)
