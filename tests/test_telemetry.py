@@ -8,7 +8,9 @@ Prometheus metrics are scraped as text with ``generate_latest`` and parsed back.
 from __future__ import annotations
 
 import gc
+import os
 import re
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -834,3 +836,26 @@ async def test_enabling_again_on_the_same_providers_keeps_every_metric(otel: OTe
     assert gauge[attrs_of(node="again", state="closed")] == 1
     assert breaker.name == "again"
     assert len([span for span in otel.finished() if span.name == "node again"]) == 1
+
+
+def test_importing_the_package_imports_neither_backend() -> None:
+    """Off by default means nothing loaded: a fresh interpreter importing us loads neither.
+
+    redis-py is kept out: pybreaker imports it when installed, and recent redis-py
+    versions load the OpenTelemetry SDK themselves when that is installed.
+    """
+    code = (
+        "import sys\n"
+        "sys.modules['redis'] = None\n"
+        "import resilient_nodes\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry', 'prometheus_client'))))"
+    )
+    result = subprocess.run(  # noqa: S603 - our own interpreter
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+    assert result.stdout.strip() == "[]"
