@@ -281,32 +281,42 @@ class _Epoch(AdmissionTicket):
         self.state = state
         self.failure_count = failure_count
         self.recover_at = recover_at
-        # Per node: (remaining time as shown, rejection message); see `reject`.
-        self.messages: dict[str, tuple[float, str]] = {}
+        # Per node: (remaining time as shown, the error's args and instance dict).
+        self.messages: dict[str, tuple[float, tuple[Any, ...], dict[str, Any]]] = {}
 
     def reject(self, node: str, remaining: float) -> NodeCircuitOpenError:
         """The error for a call to *node* rejected *remaining* seconds before recovery.
 
-        Rendering the message from its template is most of a rejection's cost
-        (formatting the float alone is about as much as raising the error), and
-        the message shows the remaining time to the millisecond: rejections in the
-        same millisecond reuse the text. Measured with this memo, a rejection
-        costs 0.2-0.3x pybreaker's; rendering each message, 1.3x.
+        The hot path of an open circuit, and the one speed trick of the breaker,
+        kept for its target (a rejection's overhead <= 0.3x pybreaker's). The
+        first rejection per node and millisecond of remaining time is built by
+        the error's constructor; the next ones are copies of it, made with
+        ``__new__`` and a copy of its instance dict with their own
+        ``recovery_time``, because the constructor's template rendering (the float
+        formatting alone costs as much as raising the error) and its keyword
+        handling were most of a rejection. The message shows the remaining time
+        to the millisecond, so the copies' messages are the constructor's own.
+        Measured in one full benchmark run: 0.58x pybreaker's rejection with the
+        constructor on every call, memoised message included; see
+        benchmarks/results for the figure with this copy.
         """
         shown = round(remaining, 3)
         memo = self.messages.get(node)
-        if memo is not None and memo[0] == shown:
-            return NodeCircuitOpenError(
-                failure_count=self.failure_count,
-                recovery_time=remaining,
-                node=node,
-                message=memo[1],
+        if memo is None or memo[0] != shown:
+            error = NodeCircuitOpenError(
+                failure_count=self.failure_count, recovery_time=remaining, node=node
             )
-        error = NodeCircuitOpenError(
-            failure_count=self.failure_count, recovery_time=remaining, node=node
-        )
-        self.messages[node] = (shown, error.message)
+            # A snapshot: the caller may add notes to the error it is given.
+            self.messages[node] = (shown, error.args, dict(error.__dict__))
+            return error
+        error = _new_open_error(NodeCircuitOpenError, *memo[1])
+        fields = memo[2].copy()
+        fields["recovery_time"] = remaining
+        error.__dict__ = fields
         return error
+
+
+_new_open_error: Final = NodeCircuitOpenError.__new__
 
 
 class _Probe(AdmissionTicket):
@@ -674,9 +684,9 @@ class NodeCircuitBreaker:
             if epoch.state is _OPEN:
                 remaining = epoch.recover_at - self._clock()
                 if remaining > 0.0:
-                    raise self._rejection(epoch, remaining, node)
+                    raise epoch.reject(node or self.name, remaining)
             elif self._probe is not None:
-                raise self._rejection(epoch, 0.0, node)
+                raise epoch.reject(node or self.name, 0.0)
         return self._admit_locked(node)
 
     def _admit_locked(self, node: str | None) -> AdmissionTicket:
@@ -703,11 +713,8 @@ class NodeCircuitBreaker:
             events = self._take_pending()
         self._emit(events)
         if ticket is None:
-            raise self._rejection(epoch, max(0.0, remaining), node)
+            raise epoch.reject(node or self.name, max(0.0, remaining))
         return ticket
-
-    def _rejection(self, epoch: _Epoch, remaining: float, node: str | None) -> NodeCircuitOpenError:
-        return epoch.reject(node or self.name, remaining)
 
     def release(
         self,

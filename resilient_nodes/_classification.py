@@ -84,7 +84,7 @@ import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import attrs
 
@@ -406,8 +406,47 @@ def _should_retry(error: BaseException) -> bool | None:
     return None
 
 
-def _mro_names(error: BaseException) -> tuple[str, ...]:
-    return tuple(klass.__name__ for klass in type(error).__mro__)
+class _Names(NamedTuple):
+    """What the class names in an error type's MRO say (rules 4-8), per type."""
+
+    context_length: bool
+    timeout: bool
+    network: bool
+    validation: bool
+
+
+_names_by_type: dict[type[BaseException], _Names] = {}
+
+
+def _names(error: BaseException) -> _Names:
+    """The name-based facts of *error*'s type, worked out once per type.
+
+    Matching the patterns against every class name of the MRO was a large part
+    of classifying an ordinary error on a retry's path; a type's names never
+    change, so the answers are kept (bounded: classes can be made at run time).
+    """
+    cls = type(error)
+    found = _names_by_type.get(cls)
+    if found is None:
+        names = [klass.__name__ for klass in cls.__mro__]
+        found = _Names(
+            context_length=any(_CONTEXT_NAME.search(name) for name in names),
+            timeout=any("Timeout" in name for name in names),
+            network=any(_NETWORK_NAME.search(name) for name in names),
+            validation=any(_VALIDATION_NAME.search(name) for name in names),
+        )
+        if len(_names_by_type) < 4096:
+            _names_by_type[cls] = found
+    return found
+
+
+def _carries_nothing(error: BaseException) -> bool:
+    """A builtin exception with no attributes of its own: nothing to read by duck typing.
+
+    Such an error has no status, headers or body (the builtin classes define
+    none), so the provider and ``Retry-After`` reading is skipped for it.
+    """
+    return type(error).__module__ == "builtins" and not getattr(error, "__dict__", None)
 
 
 _NETWORK_ERRNOS: Final = frozenset(
@@ -556,7 +595,7 @@ def _status_category(status: int, error: BaseException) -> tuple[ErrorCategory, 
 
 
 def _provider_verdict(
-    error: BaseException, names: tuple[str, ...], retry_after: float | None
+    error: BaseException, names: _Names, retry_after: float | None
 ) -> ErrorClassification | None:
     """Rule 5 of the module docstring: body code, status, class name, x-should-retry."""
     verdict = _body_category(error)
@@ -564,7 +603,7 @@ def _provider_verdict(
         status = http_status(error)
         if status is not None:
             verdict = _status_category(status, error)
-        elif any(_CONTEXT_NAME.search(name) for name in names):
+        elif names.context_length:
             verdict = (ErrorCategory.CONTEXT_LENGTH, False)
         else:
             return None
@@ -650,11 +689,11 @@ def _matching_rule(error: BaseException) -> ErrorClassification | None:
     return None
 
 
-def _is_network(error: BaseException, names: tuple[str, ...]) -> bool:
+def _is_network(error: BaseException, names: _Names) -> bool:
     return (
         isinstance(error, ConnectionError | socket.gaierror | socket.herror)
         or (isinstance(error, OSError) and error.errno in _NETWORK_ERRNOS)
-        or any(_NETWORK_NAME.search(name) for name in names)
+        or names.network
     )
 
 
@@ -669,26 +708,27 @@ def _classify(error: BaseException, depth: int, seen: set[int]) -> ErrorClassifi
         return _strategy_error(error, depth, seen)
     if isinstance(error, NodeExecutionError):
         return _own_error(error)
-    names = _mro_names(error)
-    is_validation = any(_VALIDATION_NAME.search(name) for name in names)
+    names = _names(error)
     if isinstance(error, BaseExceptionGroup):
-        return _VALIDATION if is_validation else _classify_group(error, depth, seen)
-    return _classify_other(error, names, is_validation, depth, seen)
+        return _VALIDATION if names.validation else _classify_group(error, depth, seen)
+    return _classify_other(error, names, depth, seen)
 
 
 def _classify_other(  # noqa: PLR0911 - one return per rule reads best
-    error: BaseException, names: tuple[str, ...], is_validation: bool, depth: int, seen: set[int]
+    error: BaseException, names: _Names, depth: int, seen: set[int]
 ) -> ErrorClassification:
     """Rules 5-12 of the module docstring."""
-    retry_after = _retry_after(error)
-    verdict = _provider_verdict(error, names, retry_after)
-    if verdict is not None:
-        return verdict
-    if isinstance(error, TimeoutError) or any("Timeout" in name for name in names):
+    retry_after = None
+    if not _carries_nothing(error):
+        retry_after = _retry_after(error)
+        verdict = _provider_verdict(error, names, retry_after)
+        if verdict is not None:
+            return verdict
+    if isinstance(error, TimeoutError) or names.timeout:
         return ErrorClassification(ErrorCategory.TIMEOUT, retryable=True, retry_after=retry_after)
     if _is_network(error, names):
         return ErrorClassification(ErrorCategory.NETWORK, retryable=True, retry_after=retry_after)
-    if is_validation or isinstance(error, ValueError):
+    if names.validation or isinstance(error, ValueError):
         return _VALIDATION
     if isinstance(error, _PROGRAMMING):
         return ErrorClassification(ErrorCategory.PROGRAMMING, retryable=False)

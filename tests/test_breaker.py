@@ -867,3 +867,18 @@ def test_circuit_open_error_mixes_with_os_errors() -> None:
     error = CircuitDownError(failure_count=3, recovery_time=1.5, node="n")
     assert isinstance(error, ConnectionError)
     assert (error.failure_count, error.recovery_time, error.node) == (3, 1.5, "n")
+
+
+def test_a_note_added_to_one_rejection_is_not_in_the_next() -> None:
+    """Rejections are separate errors: what a caller adds to one stays on it."""
+    breaker = NodeCircuitBreaker("node", failure_threshold=1, recovery_timeout=60)
+    breaker.record_failure(ConnectionError("down"))
+    with pytest.raises(NodeCircuitOpenError) as first:
+        breaker.admit()
+    first.value.add_note("seen by the first caller")
+    first.value.recovery_time = -1.0
+    with pytest.raises(NodeCircuitOpenError) as second:
+        breaker.admit()
+    assert not getattr(second.value, "__notes__", [])
+    assert second.value.recovery_time > 0
+    assert second.value is not first.value

@@ -677,3 +677,24 @@ def test_classification_never_raises(error: BaseException) -> None:
     if verdict.retry_after is not None:
         assert math.isfinite(verdict.retry_after)
         assert 0 <= verdict.retry_after <= 86400
+
+
+def test_a_builtin_error_with_attributes_of_its_own_is_still_read() -> None:
+    """The shortcut for bare builtin errors does not skip one that carries a status."""
+    plain = ConnectionError("reset")
+    assert classify_error(plain).category is ErrorCategory.NETWORK
+    carrying = ConnectionError("refused")
+    carrying.status_code = 401  # type: ignore[attr-defined]
+    carrying.headers = {"Retry-After": "7"}  # type: ignore[attr-defined]
+    verdict = classify_error(carrying)
+    assert verdict.category is ErrorCategory.AUTH
+    assert verdict.retry_after == 7.0
+
+
+def test_name_facts_follow_each_type() -> None:
+    """Types made at run time are judged by their own names, cached or not."""
+    for index in range(5000):  # past the cache's bound
+        slow = type(f"Slow{index}Timeout", (Exception,), {})
+        other = type(f"Plain{index}", (Exception,), {})
+        assert classify_error(slow()).category is ErrorCategory.TIMEOUT
+        assert classify_error(other()).category is ErrorCategory.UNKNOWN
