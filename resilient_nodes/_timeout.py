@@ -131,9 +131,10 @@ def _deadline_scope(seconds: float) -> CancelScope:
     backend twice per call; inside an asyncio task this takes the deadline from
     the loop's clock (which is anyio's clock there) and the scope from anyio's
     asyncio backend, looked up once through anyio's private ``get_async_backend``.
-    Measured side by side in one process: the scope alone costs 0.56x
-    ``fail_after`` this way against 0.72x through the public calls, and the
-    layer 0.5x against 0.9x. Outside an asyncio task (trio, or trio's guest mode
+    Measured side by side in one process, the scope alone costs 0.56x
+    ``fail_after`` this way against 0.72x through the public calls; the layer
+    measured 0.59x ``fail_after``'s overhead in the full benchmark run with it,
+    and about 0.9x in quick runs without it. Outside an asyncio task (trio, or trio's guest mode
     on an asyncio loop, whose callbacks run in no asyncio task), or if anyio
     moves the function, the public calls are used.
     """
