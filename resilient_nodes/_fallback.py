@@ -55,7 +55,7 @@ from ._sanitize import error_text
 from .errors import ConfigError, NodeFallbackExhaustedError, NodeRetryExhaustedError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Iterator, Sequence
     from contextvars import Token
 
 __all__ = ["Route", "falls_back_by_default", "wrap_fallback"]
@@ -203,47 +203,73 @@ class Route:
         self, args: tuple[Any, ...], kwargs: dict[str, Any], error: Exception
     ) -> Any:
         """Go on after the async primary failed with *error*."""
-        if not self.accepts(error):
-            raise error
-        errors: list[Exception] = [error]
-        for index, alternative in enumerate(self.alternatives, 1):
-            token = self.switch(index, errors[-1])
-            try:
-                result = await alternative(*args, **kwargs)
-            except Exception as failure:
-                if is_control_flow(failure):
-                    raise
-                errors.append(failure)
-                if not self.accepts(failure):
-                    break
-                continue
-            finally:
-                deactivate(token)
-            self.served(index)
-            return result
-        raise self.exhausted(errors) from errors[-1]
+        detour = _Detour(self, error)
+        for alternative in detour:
+            with detour:
+                return detour.served(await alternative(*args, **kwargs))
+        raise detour.exhausted() from detour.errors[-1]
 
     def run_sync(self, args: tuple[Any, ...], kwargs: dict[str, Any], error: Exception) -> Any:
         """Go on after the sync primary failed with *error*."""
-        if not self.accepts(error):
+        detour = _Detour(self, error)
+        for alternative in detour:
+            with detour:
+                return detour.served(alternative(*args, **kwargs))
+        raise detour.exhausted() from detour.errors[-1]
+
+
+class _Detour:
+    """One call's way through the alternatives after its primary failed.
+
+    Every decision is here; the sync and async shells only call and await::
+
+        for alternative in detour:  # the next one, while the route goes on
+            with detour:  # makes it current; keeps an Exception for the next step
+                return detour.served(alternative(...))
+        raise detour.exhausted()
+
+    Raises:
+        Exception: The primary's *error* itself, at once, if it does not send the
+            call on (a control-flow error never does).
+    """
+
+    __slots__ = ("_index", "_route", "_token", "errors")
+
+    def __init__(self, route: Route, error: Exception) -> None:
+        if not route.accepts(error):
             raise error
-        errors: list[Exception] = [error]
-        for index, alternative in enumerate(self.alternatives, 1):
-            token = self.switch(index, errors[-1])
-            try:
-                result = alternative(*args, **kwargs)
-            except Exception as failure:
-                if is_control_flow(failure):
-                    raise
-                errors.append(failure)
-                if not self.accepts(failure):
-                    break
-                continue
-            finally:
-                deactivate(token)
-            self.served(index)
-            return result
-        raise self.exhausted(errors) from errors[-1]
+        self._route = route
+        self.errors: list[Exception] = [error]
+        self._index = 0
+        self._token: Token[Any] | None = None
+
+    def __iter__(self) -> Iterator[Callable[..., Any]]:
+        for index, alternative in enumerate(self._route.alternatives, 1):
+            self._index = index
+            yield alternative
+            if not self._route.accepts(self.errors[-1]):
+                return
+
+    def __enter__(self) -> None:
+        self._token = self._route.switch(self._index, self.errors[-1])
+
+    def __exit__(self, _type: object, failure: BaseException | None, _tb: object) -> bool:
+        if self._token is not None:
+            deactivate(self._token)
+            self._token = None
+        if failure is None or not isinstance(failure, Exception) or is_control_flow(failure):
+            return False
+        self.errors.append(failure)
+        return True
+
+    def served(self, result: Any) -> Any:
+        """Log that the current alternative answered; return its *result*."""
+        self._route.served(self._index)
+        return result
+
+    def exhausted(self) -> NodeFallbackExhaustedError:
+        """The error ending a route that tried every callable it could."""
+        return self._route.exhausted(self.errors)
 
 
 def check_alternatives(
