@@ -288,6 +288,26 @@ def _stalled(seconds: float, name: str, phase: str, delivered: int, log: Any) ->
     return NodeTimeoutError(seconds, node=name, message=text)
 
 
+async def _open_before(
+    deadline: float, opener: Opener, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Opened | None, Exception | None, bool]:
+    """Open an attempt under *deadline*: what it opened, what it raised once cut, whether cut.
+
+    Nothing but the deadline cancels this scope, so ``cancel_called`` means it
+    fired; an error raised before that is the opener's own and propagates.
+    """
+    late: Exception | None = None
+    found: Opened | None = None
+    with anyio.CancelScope(deadline=deadline) as scope:
+        try:
+            found = await opener(*args, **kwargs)
+        except Exception as exc:
+            if not scope.cancel_called:
+                raise
+            late = exc
+    return found, late, scope.cancel_called
+
+
 def bound_attempts(opener: Opener, config: StreamConfig, name: str) -> Opener:
     """`Policy.stream`: bound the first item of what *opener* opens, and set the idle gap."""
     first_item, idle = config.first_item, config.idle
@@ -297,16 +317,9 @@ def bound_attempts(opener: Opener, config: StreamConfig, name: str) -> Opener:
         if first_item is None:
             opened = await opener(*args, **kwargs)
         else:
-            late: Exception | None = None
-            found: Opened | None = None
-            with anyio.CancelScope(deadline=anyio.current_time() + first_item) as scope:
-                try:
-                    found = await opener(*args, **kwargs)
-                except Exception as exc:
-                    if not scope.cancel_called:
-                        raise
-                    late = exc
-            if scope.cancel_called:
+            deadline = anyio.current_time() + first_item
+            found, late, cut = await _open_before(deadline, opener, args, kwargs)
+            if cut:
                 error = _stalled(first_item, name, "first_item", 0, log)
                 error.__context__ = late
                 if found is not None:  # it overran: not trusted
@@ -329,16 +342,8 @@ def time_stream(opener: Opener, config: TimeoutConfig, name: str) -> Opener:
 
     async def open_timed(*args: Any, **kwargs: Any) -> Opened:
         deadline = anyio.current_time() + seconds
-        late: Exception | None = None
-        found: Opened | None = None
-        with anyio.CancelScope(deadline=deadline) as scope:
-            try:
-                found = await opener(*args, **kwargs)
-            except Exception as exc:
-                if not scope.cancel_called:
-                    raise
-                late = exc
-        if scope.cancel_called:
+        found, late, cut = await _open_before(deadline, opener, args, kwargs)
+        if cut:
             if found is not None:
                 await found.discard(NodeTimeoutError(seconds, node=name))
             await report_timeout(config, name, late)
