@@ -165,7 +165,7 @@ def call_with_cancel_token_sync(
     With a token, ``fn`` runs in a worker thread (with a copy of the caller's
     context variables) so that the caller can return when the token is set. A
     thread cannot be killed: after cancellation it keeps running until ``fn``
-    returns, counted against `resilient_nodes._timeout.MAX_ABANDONED_THREADS`.
+    returns, counted against the node's abandoned-thread limit (`resilient_nodes._threads`).
     With ``token=None``, ``fn`` is simply called in the current thread.
 
     Args:
