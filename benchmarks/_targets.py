@@ -223,7 +223,7 @@ def evaluate(
     return t
 
 
-# Strategies for LLM calls (issue 17).
+# Strategies for LLM calls.
 STALL_LATENESS_MS = 50.0
 
 
@@ -340,7 +340,7 @@ def _scale(scale: list[dict[str, Any]], small_n: int, large_n: int) -> list[dict
 
 
 def _load(groups: Groups) -> list[dict[str, Any]]:
-    """Load control (issue 18): each layer's admitted-call overhead against its peers."""
+    """Load control: each layer's admitted-call overhead against its peers."""
     return [
         target(
             "bulkhead success overhead / bare anyio.CapacityLimiter's",
@@ -367,7 +367,7 @@ def _load(groups: Groups) -> list[dict[str, Any]]:
 
 
 def _telemetry(groups: Groups) -> list[dict[str, Any]]:
-    """Telemetry (issue 19): free when off, against the node without the hooks; its cost on."""
+    """Telemetry: free when off, against the node without the hooks; its cost on."""
     rows = []
     for group, off, before, path in (
         ("telemetry", "tel_off", "tel_before", "success"),

@@ -1,4 +1,4 @@
-"""Telemetry (issue 19): the full node with it off against the node before it, and on.
+"""Telemetry: the full node with it off against the node before it, and on.
 
 "Before" is this very package with the telemetry hooks taken out: its source,
 parsed, every statement that reads the telemetry switch removed (`strip_hooks`),

@@ -144,7 +144,7 @@ _COUNTED: Final = frozenset(
 )
 
 
-# Our own refusals: never evidence about the dependency (issue 18).
+# Our own refusals: never evidence about the dependency.
 _REFUSALS: Final = frozenset({ErrorCategory.REJECTED, ErrorCategory.CIRCUIT_OPEN})
 
 

@@ -227,7 +227,7 @@ _LOCAL: Final = {"serialize": False}
 # --- the config classes ---------------------------------------------------------------
 
 
-# --- load control (issue 18): bulkhead, retry budget, rate limit --------------------
+# --- load control: bulkhead, retry budget, rate limit --------------------
 
 
 @attrs.frozen(kw_only=True)
@@ -478,7 +478,7 @@ class BreakerConfig:
         validator=number(gt=0.0, duration=True),
     )
     success_threshold: int = attrs.field(default=1, validator=_integer(1, 1_000_000))
-    # --- trip rules over the last `window` calls (issue 18) ---
+    # --- trip rules over the last `window` calls ---
     failure_rate: float | None = attrs.field(
         default=None,
         converter=_optional_float,

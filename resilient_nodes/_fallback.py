@@ -80,7 +80,7 @@ _ALWAYS: Final = frozenset(
         ErrorCategory.CIRCUIT_OPEN,
         ErrorCategory.RETRY_EXHAUSTED,
         # Our own refusals (a full rate limit or bulkhead, the thread limit):
-        # this route has no room now; another route may (issue 18).
+        # this route has no room now; another route may.
         ErrorCategory.REJECTED,
     }
 )

@@ -216,7 +216,7 @@ class _ChaosLayer:
         return wrap_chaos(fn, self.config, name=name)
 
 
-# --- load control layers (issue 18) ------------------------------------------------
+# --- load control layers ------------------------------------------------
 
 
 @attrs.frozen
@@ -262,7 +262,7 @@ class _RateLimitLayer:
         return wrap_rate_limit(fn, RateLimiter(name, self.config))
 
 
-# --- strategies for LLM calls (issue 17) -------------------------------------------------
+# --- strategies for LLM calls -------------------------------------------------
 
 
 @attrs.frozen
@@ -585,7 +585,7 @@ class Policy:
         )
         return cls((_ChaosLayer(config),))
 
-    # --- strategies for LLM calls (issue 17) -------------------------------------
+    # --- strategies for LLM calls -------------------------------------
 
     @classmethod
     def fallback(
@@ -653,7 +653,7 @@ class Policy:
         """
         return cls((_StreamLayer(StreamConfig.create(first_item=first_item, idle=idle)),))
 
-    # --- load control builders (issue 18) -------------------------------------------
+    # --- load control builders -------------------------------------------
 
     @classmethod
     def bulkhead(cls, max_concurrent: int, *, max_queue: int = 0) -> Policy:

@@ -389,7 +389,7 @@ class _Retrier:
         self.wait = BackoffWait(config)
         self.sync_deadline = DeadlineStop(sync_remaining)
         self.async_deadline = DeadlineStop(async_remaining)
-        # Per wrapped node, shared by all its calls (issue 18).
+        # Per wrapped node, shared by all its calls.
         self.budget = BudgetTracker(config.budget) if config.budget is not None else None
         self.callback = config.on_retry
         self.callback_fields = _callback_fields(config.on_retry) if config.on_retry else ()

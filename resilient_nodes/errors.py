@@ -429,7 +429,7 @@ class ChaosHangError(NodeExecutionError, TimeoutError):
     code = ErrorCode.NODE_TIMEOUT
 
 
-# --- strategies for LLM calls (issue 17) -----------------------------------------------
+# --- strategies for LLM calls -----------------------------------------------
 
 
 class NodeFallbackExhaustedError(NodeExecutionError):

@@ -191,7 +191,7 @@ def test_policy_builder_repr_round_trip_and_checks() -> None:
         Policy.breaker(failure_rate=0.5, window=5)
 
 
-# --- our own refusals are never the dependency's failure (issue 18) ----------------------
+# --- our own refusals are never the dependency's failure ----------------------
 
 
 @pytest.mark.parametrize(

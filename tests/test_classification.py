@@ -82,7 +82,7 @@ def rules() -> Iterator[list[ClassificationRule]]:
         (504, ErrorCategory.SERVER, True),
         (599, ErrorCategory.SERVER, True),
         (400, ErrorCategory.CLIENT, False),
-        # issue 17: authentication and permission errors are their own category
+        # authentication and permission errors are their own category
         (401, ErrorCategory.AUTH, False),
         (402, ErrorCategory.QUOTA, False),
         (403, ErrorCategory.AUTH, False),
@@ -371,7 +371,7 @@ def test_abandoned_thread_limit_is_a_neutral_refusal(scope: Literal["node", "pro
     """Our refusal to start one more thread is not retried and no breaker counts it."""
     error = AbandonedThreadLimitError(32, node="plan", scope=scope)
     verdict = classify_error(error)
-    # A local refusal (issue 18): once filed under circuit_open for want of a
+    # A local refusal: once filed under circuit_open for want of a
     # better category, now `rejected` with the bulkhead and the rate limit.
     assert (verdict.category, verdict.retryable, verdict.retry_after) == (
         ErrorCategory.REJECTED,

@@ -73,7 +73,7 @@ def test_output_is_progress_lines_then_the_summary(run: tuple[DemoReport, str]) 
     assert "Totals: 2 of 7 stories published" in report.summary
     assert "closed -> open" in report.summary
     assert "[ ]" not in report.summary
-    # Seven since issue 17: a fallback to the backup model and a restarted stream.
+    # Seven since the LLM strategies: a fallback to the backup model and a restarted stream.
     assert report.summary.count("[x]") == len(report.checks) == 7
 
 

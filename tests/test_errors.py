@@ -39,7 +39,7 @@ def test_error_codes_are_the_designed_set() -> None:
         "CANCELLED",
         "CIRCUIT_OPEN",
         "UNKNOWN",
-        # load control (issue 18): our own refusals
+        # load control: our own refusals
         "RATE_LIMITED",
         "BULKHEAD_FULL",
     }

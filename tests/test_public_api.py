@@ -48,7 +48,7 @@ EXPECTED_ROOT = {
     "ConfigError",
     "AbandonedThreadLimitError",
     "ChaosHangError",
-    # strategies for LLM calls (issue 17)
+    # strategies for LLM calls
     "NodeFallbackExhaustedError",
     "NodeStreamInterruptedError",
     # classification
@@ -107,11 +107,11 @@ EXPECTED_ROOT = {
     "LogEvent",
     "NodeLogger",
     "create_node_logger",
-    # load control (issue 18)
+    # load control
     "NodeBulkheadFullError",
     "NodeRateLimitedError",
     "RetryBudget",
-    # traces and metrics (issue 19)
+    # traces and metrics
     "enable_opentelemetry",
     "enable_prometheus",
     "disable_telemetry",

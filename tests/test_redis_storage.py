@@ -173,7 +173,7 @@ _OP = st.one_of(
     st.just("c"),
     st.integers(0, 3000).map(lambda ms: f"f{ms}"),
     st.integers(0, 3000).map(lambda ms: f"h{ms}"),
-    st.integers(0, 3000).map(lambda ms: f"t{ms}"),  # a rate rule's trip (issue 18)
+    st.integers(0, 3000).map(lambda ms: f"t{ms}"),  # a rate rule's trip
 )
 
 

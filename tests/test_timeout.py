@@ -861,7 +861,7 @@ def test_process_wide_cap_is_neutral_for_a_healthy_nodes_breaker(
         (record,) = updates[-1]["errors"]
         assert (record["error_type"], record["category"], record["retryable"]) == (
             "AbandonedThreadLimitError",
-            "rejected",  # a local refusal (issue 18), no longer filed under circuit_open
+            "rejected",  # a local refusal, no longer filed under circuit_open
             False,
         )
         assert "2 abandoned worker threads in this process" in record["message"]
