@@ -38,6 +38,7 @@ RESULTS_DIR = Path(__file__).parent / "results"
 class Settings:
     target_s: float  # seconds per timed block
     repeats: int
+    warm_calls: int  # untimed calls per variant before its block size is calibrated
     budget_s: float  # per group; repeats stop early past it (after 3)
     lg_target_s: float
     lg_repeats: int
@@ -54,6 +55,7 @@ class Settings:
 FULL = Settings(
     target_s=0.04,
     repeats=21,
+    warm_calls=2_000,
     budget_s=90,
     lg_target_s=0.08,
     lg_repeats=41,
@@ -69,6 +71,7 @@ FULL = Settings(
 QUICK = Settings(
     target_s=0.002,
     repeats=3,
+    warm_calls=20,
     budget_s=5,
     lg_target_s=0.005,
     lg_repeats=3,
@@ -192,7 +195,12 @@ def _log(message: str) -> None:
 
 async def _timed_groups(s: Settings, only: set[str]) -> dict[str, list[Result]]:
     groups: dict[str, list[Result]] = {}
-    common = {"repeats": s.repeats, "target_s": s.target_s, "budget_s": s.budget_s}
+    common = {
+        "repeats": s.repeats,
+        "target_s": s.target_s,
+        "budget_s": s.budget_s,
+        "warm_calls": s.warm_calls,
+    }
     if "success" in only:
         _log("success path: retry, breaker, timeout, pipeline")
         from . import bench_breaker, bench_pipeline, bench_retry, bench_timeout
@@ -255,20 +263,19 @@ async def _timed_groups(s: Settings, only: set[str]) -> dict[str, list[Result]]:
 
         # Its target is a 3 % bar on a shared, noisy machine: three times the repeats.
         tel = {**common, "repeats": s.repeats * 3, "budget_s": s.budget_s * 2}
-        warmed = bench_telemetry.warmed
         groups["telemetry"] = await paired(
-            "telemetry", bench_telemetry.floor(), await warmed(bench_telemetry.cases()), **tel
+            "telemetry", bench_telemetry.floor(), bench_telemetry.cases(), **tel
         )
         groups["telemetry_on"] = await paired(
             "telemetry_on",
             bench_telemetry.floor(),
-            await warmed(bench_telemetry.on_cases()),
+            bench_telemetry.on_cases(),
             **common,
         )
         groups["telemetry_failure"] = await paired(
             "telemetry_failure",
             bench_telemetry.failure_floor(),
-            await warmed(bench_telemetry.failure_cases()),
+            bench_telemetry.failure_cases(),
             **tel,
         )
     if "langgraph" in only:
@@ -283,6 +290,7 @@ async def _timed_groups(s: Settings, only: set[str]) -> dict[str, list[Result]]:
             target_s=s.lg_target_s,
             budget_s=s.budget_s * 2,
             floor_n=5,
+            warm_calls=s.warm_calls // 10,
         )
     if "llm" in only:
         _log("strategies for LLM calls: fallback, stream per item")
@@ -376,7 +384,8 @@ def _markdown(
         "## Method",
         "",
         (
-            "Every timed variant runs in this one process and is bracketed by its floor: each repeat runs "
+            f"Every timed variant runs in this one process, first {s.warm_calls:,} calls untimed (so cold "
+            "first calls do not size its blocks), and is bracketed by its floor: each repeat runs "
             "floor, variant 1, floor, variant 2, ... floor, and a variant's ratio for that repeat is its "
             "time per call over the mean of the floor blocks just before and after it. Tables give the "
             "median of those per-pair ratios and their min-max; overhead = (ratio - 1) x the floor's median "
@@ -428,8 +437,7 @@ def _markdown(
         "llm_stream_yielding": "As above; each item of the source awaits `asyncio.sleep(0)` first, so "
         "every item's wait reaches the event loop (where a bound has work to do).",
         "telemetry": "Before: this package with every telemetry hook stripped from its source "
-        "(`benchmarks/bench_telemetry.py`), so the pair differs in the hooks alone. Every variant "
-        "is warmed by 2,000 calls before its block size is calibrated.",
+        "(`benchmarks/bench_telemetry.py`), so the pair differs in the hooks alone.",
         "telemetry_on": "OpenTelemetry on: the SDK's providers, a span per call handed to an exporter "
         "that drops it, metrics into an in-memory reader. Prometheus on: a fresh `CollectorRegistry`.",
     }

@@ -116,8 +116,19 @@ async def paired(
     budget_s: float,
     min_repeats: int = 3,
     floor_n: int = 50,
+    warm_calls: int,
 ) -> list[Result]:
-    """Measure *cases* against *floor*, interleaved and bracketed (see the module doc)."""
+    """Measure *cases* against *floor*, interleaved and bracketed (see the module doc).
+
+    Every variant first runs *warm_calls* calls, untimed. Block sizes come from
+    the first timed calls, and a cold variant (a node binding its logger, a
+    limiter whose first call sleeps) would otherwise get blocks tens of times
+    shorter than its neighbours': measured, about 10 % more time per call for
+    the first variant of a group, and 50-call blocks for LangChain's rate
+    limiter (its bucket starts empty, so its first call sleeps 0.1 s).
+    """
+    for variant in (floor, *cases):
+        await variant.loop(warm_calls)
     sizes = {floor.key: await calibrate(floor.loop, target_s, floor_n=floor_n)}
     for case in cases:
         sizes[case.key] = await calibrate(case.loop, target_s, floor_n=floor_n)

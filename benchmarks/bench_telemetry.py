@@ -160,30 +160,12 @@ def _prometheus() -> Any:
     return _telemetry.Telemetry(None, None, _telemetry._PrometheusMetrics(CollectorRegistry()))
 
 
-async def warmed(cases: list[Case], calls: int = 2_000) -> list[Case]:
-    """*cases*, each run *calls* times first.
-
-    `benchmarks._timing.calibrate` sizes a variant's blocks from its first
-    calls: a node's first calls (binding its logger, structlog's caches) made
-    the first variant of a group look slow, so its blocks came out 20 to 40
-    times shorter (120 calls against 3,000 to 5,000 for an identical node) and
-    its time per call about 10 % higher. Warm, the two sides of the 3 % bar
-    are sized alike.
-    """
-    for case in cases:
-        await case.loop(calls)
-    return cases
-
-
 def floor() -> Case:
     return Case("tel_floor", "bare `await impl(state)` (FLOOR)", call_loop(impl, STATE))
 
 
 def cases() -> list[Case]:
-    """Off against before, alone in their group: the pair alternates with the floor only.
-
-    Run them through `warmed` first (see there).
-    """
+    """Off against before, alone in their group: the pair alternates with the floor only."""
     before = before_package()
     old_policy = before.Policy.retry() | before.Policy.breaker() | before.Policy.timeout(30)
     old = before.create_node(impl, name="bench_tel_before", policy=old_policy)
