@@ -135,7 +135,7 @@ async def test_max_wait_zero_refuses_at_once_logged_and_consumes_nothing() -> No
     assert "past max_wait" in str(error)
     assert [e["event"] for e in logs] == [LogEvent.RATE_LIMIT_REJECTED]
     assert logs[0]["log_level"] == "warning"
-    assert len(limiter.local._stamps) == 1
+    assert limiter.local.used() == 1
 
 
 @pytest.mark.anyio
@@ -175,7 +175,7 @@ async def test_cancelled_while_waiting_consumes_nothing() -> None:
         await anyio.wait_all_tasks_blocked()
         scope.cancel()
     assert scope.cancelled_caught
-    assert len(limiter.local._stamps) == 1
+    assert limiter.local.used() == 1
 
 
 @pytest.mark.anyio
@@ -304,7 +304,7 @@ def test_sync_waits_refuses_and_honours_the_cancel_token() -> None:
     assert not thread.is_alive()
     assert len(errors) == 1
     assert isinstance(errors[0], NodeCancellationError)
-    assert len(blocked.local._stamps) == 1
+    assert blocked.local.used() == 1
 
 
 def _wait_with(token: CancelToken, errors: list[BaseException], fn: Any) -> None:

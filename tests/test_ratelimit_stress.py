@@ -1,0 +1,360 @@
+"""Stress and model tests for the in-process rate limit's window (no lock on its path).
+
+The window admits without a lock (`resilient_nodes._ratelimit.LocalWindow`), so
+these tests race it: threads with a tiny switch interval, thousands of async
+callers cancelled or refused while they wait, and a model of an exact moving
+window that every single-threaded sequence of operations must agree with.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import itertools
+import random
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from resilient_nodes import NodeCancellationError, NodeRateLimitedError
+from resilient_nodes._config import RateLimitConfig
+from resilient_nodes._ratelimit import LocalWindow, RateLimiter, wrap_rate_limit
+from resilient_nodes._tokens import CancelToken, publish_thread_token
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+_keys = itertools.count()
+
+
+def over_limit(admissions: list[tuple[float, int]], limit: int, per: float) -> int:
+    """Admissions after which some window of *per* seconds holds more than *limit* units.
+
+    An admission at ``t`` occupies its units during ``[t, t + per)``, as the window
+    promises; *admissions* are ``(time, cost)`` pairs.
+    """
+    ordered = sorted(admissions)
+    times = [t for t, _ in ordered]
+    sums = list(itertools.accumulate((cost for _, cost in ordered), initial=0))
+    bad = 0
+    for i, (t, _) in enumerate(ordered):
+        first = bisect.bisect_right(times, t - per)  # the oldest one still in the window
+        if sums[i + 1] - sums[first] > limit:
+            bad += 1
+    return bad
+
+
+@contextmanager
+def frequent_switches() -> Iterator[None]:
+    """Make threads switch every few bytecodes, so races show up."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+class StampingClock:
+    """A monotonic clock that remembers, per thread, the last time it gave out.
+
+    The window reads its clock once per admission, so right after an admission
+    the thread's last reading is the time the window stamped it with.
+    """
+
+    def __init__(self, read: Callable[[], float]) -> None:
+        self._read = read
+        self._local = threading.local()
+
+    def __call__(self) -> float:
+        now = self._read()
+        self._local.last = now
+        return now
+
+    @property
+    def last(self) -> float:
+        return float(self._local.last)
+
+
+class CountingWindow(LocalWindow):
+    """A window that counts what it admitted (in cost units), for "consumes nothing"."""
+
+    def __init__(self, limit: int, per: float, clock: Callable[[], float]) -> None:
+        super().__init__(limit, per, clock)
+        self.taken = 0
+        self._count_lock = threading.Lock()
+
+    def acquire_one(self) -> float:
+        wait = super().acquire_one()
+        if wait <= 0:
+            with self._count_lock:
+                self.taken += 1
+        return wait
+
+    def acquire(self, cost: int) -> float:
+        if cost == 1:
+            return self.acquire_one()
+        wait = super().acquire(cost)
+        if wait <= 0:
+            with self._count_lock:
+                self.taken += cost
+        return wait
+
+
+def _limiter(limit: int, per: float, clock: StampingClock, **options: Any) -> RateLimiter:
+    config = RateLimitConfig(limit=limit, per=per, key=f"stress-{next(_keys)}", **options)
+    limiter = RateLimiter("stress", config, clock=clock)
+    limiter.local = CountingWindow(limit, per, clock)
+    return limiter
+
+
+PER = 50 / 1024  # with clock readings in 1/1024 s, every sum and difference is exact
+
+
+# --- the checker can fail -----------------------------------------------------------------
+
+
+class LookThenTakeWindow:
+    """The mistake the window's slots avoid: count the room, then take it, unlocked."""
+
+    def __init__(self, limit: int, per: float, clock: Callable[[], float]) -> None:
+        self.limit, self.per, self.clock = limit, per, clock
+        self.stamps: collections.deque[float] = collections.deque()
+
+    def acquire(self, cost: int) -> float:
+        now = self.clock()
+        room = self.limit - sum(1 for stamp in list(self.stamps) if stamp > now - self.per)
+        if cost > room:
+            return self.per
+        time.sleep(0)  # another thread may look in between, as it may anywhere
+        self.stamps.extend([now] * cost)
+        return 0.0
+
+
+def _race(window: Any, clock: StampingClock, threads: int, tries: int) -> list[tuple[float, int]]:
+    """*threads* threads each try *tries* admissions of cost 1 or 2; the admitted ones."""
+    admitted: list[tuple[float, int]] = []
+    start = threading.Barrier(threads)
+
+    def run(seed: int) -> None:
+        rng = random.Random(seed)
+        start.wait()
+        for _ in range(tries):
+            cost = rng.choice((1, 1, 1, 2))
+            if window.acquire(cost) <= 0:
+                admitted.append((clock.last, cost))  # list.append is atomic
+
+    workers = [threading.Thread(target=run, args=(seed,)) for seed in range(threads)]
+    with frequent_switches():
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+    assert not any(worker.is_alive() for worker in workers)
+    return admitted
+
+
+def test_the_checker_catches_a_window_that_looks_then_takes() -> None:
+    """The same race and check find over-admission in a look-then-take window."""
+    ticks = itertools.count()
+    clock = StampingClock(lambda: next(ticks) / 1024)  # about 1 ms a reading, exact in binary
+    admitted = _race(LookThenTakeWindow(5, PER, clock), clock, threads=8, tries=300)
+    assert over_limit(admitted, 5, PER) > 0
+
+
+def test_racing_threads_never_exceed_the_window() -> None:
+    """8 threads, 3,000 tries each, switching every few bytecodes: never over the limit."""
+    ticks = itertools.count()
+    clock = StampingClock(lambda: next(ticks) / 1024)
+    window = LocalWindow(5, PER, clock)
+    admitted = _race(window, clock, threads=8, tries=3_000)
+    assert over_limit(admitted, 5, PER) == 0
+    # Races may hide a free slot for an instant, never for long: the limit is used.
+    span = max(t for t, _ in admitted) - min(t for t, _ in admitted)
+    capacity = 5 * (span / PER + 1)
+    assert sum(cost for _, cost in admitted) >= 0.8 * capacity
+
+
+# --- thousands of waiters: asyncio and trio -----------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_thousands_of_async_waiters_cancelled_or_refused() -> None:
+    """3,000 callers of a node at 50 per 20 ms; over 1,000 cancelled while waiting, some refused.
+
+    The cap holds at every admission; every admission ran the call (a cancelled
+    or refused waiter took nothing); the survivors all ran.
+    """
+    rng = random.Random(18)
+    limit, per = 50, 0.02
+    clock = StampingClock(anyio.current_time)
+    limiter = _limiter(limit, per, clock)
+    stamps: list[tuple[float, int]] = []
+
+    async def work() -> None:
+        # Nothing ran since the admission (one task, no await in between).
+        stamps.append((clock.last, 1))
+        await anyio.lowlevel.checkpoint()
+
+    limited = wrap_rate_limit(work, limiter)
+    outcomes: collections.Counter[str] = collections.Counter()
+    scopes = [anyio.CancelScope() for _ in range(3_000)]
+
+    async def caller(i: int) -> None:
+        with scopes[i]:
+            try:
+                if i % 10 == 0:  # a short deadline: refused rather than waiting past it
+                    with anyio.fail_after(0.01):
+                        await limited()
+                else:
+                    await limited()
+            except NodeRateLimitedError:
+                outcomes["refused"] += 1
+                return
+            except TimeoutError:  # the loop ran late: the deadline fired in the wait
+                outcomes["timed out"] += 1
+                return
+            outcomes["ran"] += 1
+
+    async with anyio.create_task_group() as tg:
+        for i in range(3_000):
+            tg.start_soon(caller, i)
+        for _ in range(3):  # each caller gets as far as its admission, or its wait
+            await anyio.lowlevel.checkpoint()
+        victims = [i for i in rng.sample(range(3_000), 2_000) if i % 10]
+        for index in victims:
+            scopes[index].cancel()
+    cancelled = sum(1 for scope in scopes if scope.cancelled_caught)
+    assert over_limit(stamps, limit, per) == 0
+    assert limiter.local.taken == len(stamps)
+    assert outcomes["ran"] <= len(stamps)
+    assert outcomes["refused"] > 0
+    assert cancelled > 1_000
+    assert sum(outcomes.values()) + cancelled == 3_000
+
+
+# --- threads through the node: waits, tokens, deadlines -----------------------------------
+
+
+def test_threads_waiting_cancelled_and_past_deadlines_keep_the_cap() -> None:
+    """64 threads x 12 sync calls at 20 per 20 ms; a third cancelled through their token."""
+    limit, per = 20, 0.02
+    clock = StampingClock(time.monotonic)
+    limiter = _limiter(limit, per, clock, cost=lambda cost: cost)
+    stamps: list[tuple[float, int]] = []
+    tokens = [CancelToken() for _ in range(64)]
+
+    def work(cost: int) -> None:
+        stamps.append((clock.last, cost))
+
+    limited = wrap_rate_limit(work, limiter)
+    outcomes: collections.Counter[str] = collections.Counter()
+    lock = threading.Lock()
+
+    def caller(i: int) -> None:
+        unpublish = publish_thread_token(tokens[i])
+        rng = random.Random(i)
+        try:
+            for _ in range(12):
+                try:
+                    limited(rng.choice((1, 1, 2, 3)))
+                    outcome = "ran"
+                except NodeCancellationError:
+                    outcome = "cancelled"
+                except NodeRateLimitedError:
+                    outcome = "refused"
+                with lock:
+                    outcomes[outcome] += 1
+        finally:
+            unpublish()
+
+    threads = [threading.Thread(target=caller, args=(i,)) for i in range(64)]
+    with frequent_switches():
+        for thread in threads:
+            thread.start()
+        time.sleep(0.05)
+        for token in tokens[::3]:
+            token.cancel("test")
+        for thread in threads:
+            thread.join(60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert over_limit(stamps, limit, per) == 0
+    assert limiter.local.taken == sum(cost for _, cost in stamps)
+    assert outcomes["ran"] == len(stamps)
+    assert outcomes["cancelled"] > 0
+    assert sum(outcomes.values()) == 64 * 12
+
+
+# --- a model: an exact moving window, one admission stamp per unit -------------------------
+
+
+class ModelWindow:
+    """What the window must do, written the plain way: a list of admission stamps."""
+
+    def __init__(self, limit: int, per: float) -> None:
+        self.limit, self.per = limit, per
+        self.stamps: list[float] = []
+        self.paused_until = -float("inf")
+
+    def acquire(self, now: float, cost: int) -> float:
+        if now < self.paused_until:
+            return self.paused_until - now
+        inside = sorted(stamp for stamp in self.stamps if stamp > now - self.per)
+        room = self.limit - len(inside)
+        if cost <= room:
+            self.stamps += [now] * cost
+            return 0.0
+        return inside[cost - room - 1] + self.per - now
+
+
+_steps = st.lists(
+    st.one_of(
+        # Binary fractions: sums stay exact, so "just left the window" is well defined.
+        st.tuples(st.just("wait"), st.sampled_from([0.0, 1 / 64, 1 / 8, 3 / 8, 1.0, 3.0, 12.0])),
+        st.tuples(st.just("take"), st.integers(min_value=0, max_value=6)),
+        st.tuples(st.just("pause"), st.sampled_from([1 / 16, 1 / 2, 2.0])),
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(limit=st.integers(min_value=1, max_value=6), steps=_steps)
+def test_the_window_is_an_exact_moving_window(limit: int, steps: list[tuple[str, Any]]) -> None:
+    """Any single-threaded sequence: the same admissions and waits as the model."""
+    now = [100.0]
+    window = LocalWindow(limit, 1.0, lambda: now[0])
+    model = ModelWindow(limit, 1.0)
+    for kind, value in steps:
+        if kind == "wait":
+            now[0] += value
+        elif kind == "pause":
+            window.pause(value)
+            model.paused_until = max(model.paused_until, now[0] + value)
+        elif value <= limit:
+            assert window.acquire(value) == pytest.approx(model.acquire(now[0], value))
+    assert window.used() == sum(1 for stamp in model.stamps if stamp > now[0] - 1.0)
+
+
+def test_slots_long_free_are_returned() -> None:
+    """After a burst, slots free for ten windows go back: the deque shrinks to the traffic."""
+    now = [0.0]
+    window = LocalWindow(10_000, 1.0, lambda: now[0])
+    for i in range(5_000):
+        now[0] = i * 1e-4
+        assert window.acquire(1) == 0.0
+    assert window.held() == 5_000
+    now[0] = 20.0
+    for _ in range(200):  # a quiet trickle: a few calls per window
+        now[0] += 0.3
+        assert window.acquire(1) == 0.0
+    assert window.held() < 100
+    assert window.acquire(5_000) == 0.0  # and what went back can be taken again
