@@ -40,8 +40,9 @@ The in-process window (`LocalWindow`) is our own exact moving window rather
 than ``limits``' memory storage: that one costs 8 to 13 µs per admission
 (measured), 4 to 6 times the peers this layer is held to, takes a lock per
 admission and reads the wall clock with no way to inject one for tests. Ours
-admits without a lock (see `LocalWindow`: 0.44-0.49x the overhead of LangChain's
-``InMemoryRateLimiter``, which takes one; with a lock it was 0.71x). The shared
+admits without a lock (see `LocalWindow`: 0.45-0.49x the overhead of LangChain's
+``InMemoryRateLimiter``, which takes one, over several runs; with a lock it was
+1.00-1.07x). The shared
 window is ``limits``' own moving window, so both have the same semantics.
 """
 
@@ -89,9 +90,10 @@ REDIS_TIMEOUT: Final = 0.25
 FALLBACK_PERIOD: Final = 5.0
 """Seconds the local window stands in after a failed Redis round trip."""
 
-_MIN_WAIT: Final = 0.005  # never spin: a computed wait this short is rounded up
-_RETIRE_BATCH: Final = 64  # slots an admission returns to the unused count at most
+_MIN_WAIT: Final = 0.005  # the wait when none can be worked out now; a Redis wait's floor
+_RETIRE_BATCH: Final = 256  # slots one admission returns to the count, at most
 _IDLE_WINDOWS: Final = 10  # windows a slot stays free before it is returned
+_REORDER_DEPTH: Final = 16  # front slots the slow way puts back in order
 _KEY_PREFIX: Final = "resilient_nodes:ratelimit"
 
 
@@ -99,23 +101,26 @@ class LocalWindow:
     """An exact moving window in this process, with no lock on an admission's path.
 
     The window is ``limit`` *slots*; an admission of cost ``c`` takes ``c`` of them.
-    A slot used by a call admitted at ``t`` is busy until ``t + per`` (when that
-    call leaves the window) and free after. Since each slot is used at most once
+    A slot taken by a call admitted at ``t`` is busy until ``t + per`` (when that
+    call leaves the window) and free after. Since each slot is taken at most once
     per window, no window of ``per`` seconds ever admits more than ``limit`` units.
 
-    Slots in use sit in a deque, each as the time it frees, least recently used
-    first; those never used yet are only counted (``_unborn``), so a limit of a
-    billion costs nothing until it is used. An admission of cost 1 takes the front
-    slot with ``deque.popleft``, which is atomic: the slot is then this caller's
-    alone, whatever other threads do. Free, it goes to the back, busy until
-    ``now + per``; busy, it goes back to the front and a slot is born from the
-    unused count, if any is left (under a lock: only while traffic grows past
-    anything seen before). A race can only hide a free slot from a caller for an
-    instant, so that it waits a little longer; never admit one call too many.
+    Slots in circulation sit in a deque, each as the time it frees, least recently
+    taken first (so in order of those times); the rest are only counted, so a
+    limit of a billion costs nothing until it is used. An admission of cost 1
+    takes the front slot with ``deque.popleft``, which is atomic: the slot is then
+    this caller's alone, whatever other threads do. Free, it goes to the back,
+    busy until ``now + per``. Busy (the window is full, or traffic grows past the
+    slots in circulation), the admission goes the slow way, under a lock: the slot
+    goes back to the front, the front is put back in order (racing callers may
+    have put back theirs in any order), and a slot is taken from the count if one
+    is left, or the call is told how long to wait. A race can only hide a slot
+    from a caller while another thread holds it, so that it waits a little
+    longer; never admit one unit too many.
 
     Once per window an admission also returns slots that have been free for
-    `_IDLE_WINDOWS` windows (traffic fell) to the unused count, a bounded number
-    at a time, so the deque shrinks back to what the traffic of late needs.
+    `_IDLE_WINDOWS` windows (traffic fell) to the count, up to `_RETIRE_BATCH` at
+    a time, so the deque shrinks back to about that many windows of recent traffic.
 
     Args:
         limit: Cost units per window.
@@ -129,7 +134,7 @@ class LocalWindow:
         "_next_retire",
         "_paused_until",
         "_slots",
-        "_unborn",
+        "_unused",
         "limit",
         "per",
     )
@@ -138,9 +143,12 @@ class LocalWindow:
         self.limit = limit
         self.per = per
         self._clock = clock
-        self._lock = threading.Lock()  # for _unborn and _paused_until's writers
+        self._lock = threading.Lock()  # the slow way, _unused, and pauses' writers
+        # A generation of slots: `clear` swaps in a new deque, and an admission
+        # works on the one it read first, so one racing a reset changes only the
+        # deque it began with, and the count only while that one is current.
         self._slots: collections.deque[float] = collections.deque()
-        self._unborn = limit
+        self._unused = limit  # slots never taken, or returned
         self._paused_until = -math.inf
         self._next_retire = -math.inf
 
@@ -151,7 +159,7 @@ class LocalWindow:
         now = self._clock()
         if now < self._paused_until:
             return self._paused_until - now
-        return self._acquire(now, cost)
+        return self._acquire(self._slots, cost)
 
     def acquire_one(self) -> float:
         """`acquire` for a cost of 1: the path nearly every admission takes."""
@@ -161,54 +169,54 @@ class LocalWindow:
         slots = self._slots
         try:
             free_at = slots.popleft()
-        except IndexError:  # none in use yet, or other threads hold them all
-            pass
-        else:
-            if free_at <= now:
-                slots.append(now + self.per)
-                if now >= self._next_retire:
-                    self._retire(now)
-                return 0.0
-            slots.appendleft(free_at)
-        return self._acquire(now, 1)
-
-    def _acquire(self, now: float, cost: int) -> float:
-        """Take *cost* slots: free ones from the front, the rest from the unused count."""
-        slots = self._slots
-        taken: list[float] = []
-        while len(taken) < cost:
-            try:
-                free_at = slots.popleft()
-            except IndexError:
-                break
-            if free_at > now:
-                slots.appendleft(free_at)
-                break
-            taken.append(free_at)
-        short = cost - len(taken)
-        if short:
-            with self._lock:
-                unborn = self._unborn
-                if unborn >= short:
-                    self._unborn = unborn - short
-                    short = 0
-            if short:
-                slots.extendleft(reversed(taken))  # back to the front, in their order
-                return self._wait(now, cost - unborn)
-        slots.extend(itertools.repeat(now + self.per, cost))
+        except IndexError:  # none in circulation yet, or other threads hold them all
+            return self._acquire(slots, 1)
+        if free_at > now:
+            return self._acquire(slots, 1, free_at)
+        slots.append(now + self.per)
+        if now >= self._next_retire:
+            self._retire(slots, now)
         return 0.0
 
-    def _wait(self, now: float, needed: int) -> float:
-        """Seconds until *needed* slots in use are free (the free ones are at the front)."""
-        try:
-            free_at = self._slots[needed - 1]
-        except IndexError:  # other threads hold slots this instant: look again soon
-            return _MIN_WAIT
-        return free_at - now if free_at > now else _MIN_WAIT
+    def _acquire(
+        self, slots: collections.deque[float], cost: int, held: float | None = None
+    ) -> float:
+        """The slow way: *cost* slots, free ones from the front, the rest from the count.
 
-    def _retire(self, now: float) -> None:
-        """Return long-free slots to the unused count: a batch, then again in a window."""
-        slots = self._slots
+        *held* is a busy slot the caller took from the front; it goes back first.
+        The clock is read again under the lock: a reading from before waiting for
+        it could make a slot that has freed since look busy.
+        """
+        with self._lock:
+            if slots is not self._slots:  # the window was reset meanwhile
+                slots = self._slots
+                held = None
+            now = self._clock()
+            if held is not None:
+                slots.appendleft(held)
+            _reorder_front(slots)
+            taken: list[float] = []
+            while len(taken) < cost:
+                try:
+                    free_at = slots.popleft()
+                except IndexError:
+                    break
+                if free_at > now:
+                    slots.appendleft(free_at)
+                    break
+                taken.append(free_at)
+            short = cost - len(taken)
+            if short > self._unused:
+                slots.extendleft(reversed(taken))  # back to the front, in their order
+                return _wait(slots, now, cost - self._unused)
+            self._unused -= short
+            slots.extend(itertools.repeat(now + self.per, cost))
+        if now >= self._next_retire:
+            self._retire(slots, now)
+        return 0.0
+
+    def _retire(self, slots: collections.deque[float], now: float) -> None:
+        """Return long-free slots to the count: a batch, then again in a window."""
         horizon = now - self.per * _IDLE_WINDOWS
         retired = 0
         while retired < _RETIRE_BATCH:
@@ -224,7 +232,8 @@ class LocalWindow:
         self._next_retire = now if retired == _RETIRE_BATCH else now + self.per
         if retired:
             with self._lock:
-                self._unborn += retired
+                if slots is self._slots:
+                    self._unused += retired
 
     def used(self) -> int:
         """Cost units admitted in the last ``per`` seconds."""
@@ -232,8 +241,12 @@ class LocalWindow:
         return sum(1 for free_at in list(self._slots) if free_at > now)
 
     def held(self) -> int:
-        """Slots in circulation, busy or free (the rest are only counted)."""
+        """Slots in circulation, busy or free."""
         return len(self._slots)
+
+    def unused(self) -> int:
+        """Slots out of circulation: never taken, or returned."""
+        return self._unused
 
     def pause(self, seconds: float) -> None:
         """Admit nothing for *seconds*."""
@@ -242,12 +255,37 @@ class LocalWindow:
             self._paused_until = max(self._paused_until, until)
 
     def clear(self) -> None:
-        """Forget every admission and any pause."""
+        """Forget every admission and any pause (a new generation of slots)."""
         with self._lock:
             self._slots = collections.deque()
-            self._unborn = self.limit
+            self._unused = self.limit
             self._paused_until = -math.inf
             self._next_retire = -math.inf
+
+
+def _reorder_front(slots: collections.deque[float]) -> None:
+    """Put the front slots back in order of the times they free (lock held).
+
+    Callers that took a busy slot each put theirs back at the front, in whatever
+    order their threads ran; only a few can be out of order, and only there.
+    """
+    front: list[float] = []
+    for _ in range(_REORDER_DEPTH):
+        try:
+            front.append(slots.popleft())
+        except IndexError:
+            break
+    front.sort()
+    slots.extendleft(reversed(front))
+
+
+def _wait(slots: collections.deque[float], now: float, needed: int) -> float:
+    """Seconds until *needed* busy slots are free (free ones are at the front)."""
+    try:
+        free_at = slots[needed - 1]
+    except IndexError:  # other threads hold slots this instant: look again soon
+        return _MIN_WAIT
+    return free_at - now if free_at > now else _MIN_WAIT
 
 
 _windows: dict[tuple[str, int, float], LocalWindow] = {}
