@@ -112,11 +112,12 @@ class LocalWindow:
     this caller's alone, whatever other threads do. Free, it goes to the back,
     busy until ``now + per``. Busy (the window is full, or traffic grows past the
     slots in circulation), the admission goes the slow way, under a lock: the slot
-    goes back to the front, the front is put back in order (racing callers may
-    have put back theirs in any order), and a slot is taken from the count if one
-    is left, or the call is told how long to wait. A race can only hide a slot
-    from a caller while another thread holds it, so that it waits a little
-    longer; never admit one unit too many.
+    goes back to the front and one is taken from the count if any is left, with
+    an eighth more brought into circulation, free, so that the next calls go the
+    fast way again. If none is left, the front is put back in order (racing
+    callers may have put back theirs in any order) and the call is told how long
+    to wait. A race can only hide a slot from a caller while another thread holds
+    it, so that it waits a little longer; never admit one unit too many.
 
     Once per window an admission also returns slots that have been free for
     `_IDLE_WINDOWS` windows (traffic fell) to the count, up to `_RETIRE_BATCH` at
@@ -178,6 +179,49 @@ class LocalWindow:
             self._retire(slots, now)
         return 0.0
 
+    def guard_async(
+        self,
+        afn: Callable[..., Awaitable[Any]],
+        wait_for_room: Callable[[int], Awaitable[None]],
+        on_error: Callable[[Exception], None],
+    ) -> Callable[..., Awaitable[Any]]:
+        """*afn* admitted through this window at a cost of 1, `acquire_one` written inline.
+
+        The common async case (in process, unweighted). The body is
+        `acquire_one` copied into the wrapper, so an admission costs no call:
+        0.42x the success overhead of LangChain's ``InMemoryRateLimiter``
+        against 0.49-0.51x through a call to `acquire_one` (paired, three runs
+        each; the target is 0.5x). Keep the two in step. A call the fast way
+        does not admit goes on to *wait_for_room* (`RateLimiter.acquire_async`);
+        *on_error* sees what the call raises (`RateLimiter.pause_for`).
+        """
+        clock = self._clock
+        per = self.per
+
+        async def limited(*args: Any, **kwargs: Any) -> Any:
+            now = clock()
+            if now < self._paused_until:
+                await wait_for_room(1)
+            else:
+                slots = self._slots
+                try:
+                    free_at: float | None = slots.popleft()
+                except IndexError:
+                    free_at = None
+                if free_at is not None and free_at <= now:
+                    slots.append(now + per)
+                    if now >= self._next_retire:
+                        self._retire(slots, now)
+                elif self._acquire(slots, 1, free_at):
+                    await wait_for_room(1)
+            try:
+                return await afn(*args, **kwargs)
+            except Exception as error:
+                on_error(error)
+                raise
+
+        return limited
+
     def _acquire(
         self, slots: collections.deque[float], cost: int, held: float | None = None
     ) -> float:
@@ -194,22 +238,23 @@ class LocalWindow:
             now = self._clock()
             if held is not None:
                 slots.appendleft(held)
-            _reorder_front(slots)
-            taken: list[float] = []
-            while len(taken) < cost:
-                try:
-                    free_at = slots.popleft()
-                except IndexError:
-                    break
-                if free_at > now:
-                    slots.appendleft(free_at)
-                    break
-                taken.append(free_at)
+            taken = _take_free(slots, now, cost)
+            if cost - len(taken) > self._unused:
+                # Racing callers may have put back a busy slot before a free one:
+                # put the front in order and look once more before waiting.
+                slots.extendleft(reversed(taken))
+                _reorder_front(slots)
+                taken = _take_free(slots, now, cost)
+                if cost - len(taken) > self._unused:
+                    slots.extendleft(reversed(taken))
+                    return _wait(slots, now, cost - self._unused)
             short = cost - len(taken)
-            if short > self._unused:
-                slots.extendleft(reversed(taken))  # back to the front, in their order
-                return _wait(slots, now, cost - self._unused)
-            self._unused -= short
+            if short:
+                # Traffic outgrew the slots in circulation: bring an eighth more in
+                # at once, free (at the front), so the next calls go the fast way.
+                spare = min(self._unused - short, len(slots) >> 3)
+                self._unused -= short + spare
+                slots.extendleft(itertools.repeat(now, spare))
             slots.extend(itertools.repeat(now + self.per, cost))
         if now >= self._next_retire:
             self._retire(slots, now)
@@ -261,6 +306,21 @@ class LocalWindow:
             self._unused = self.limit
             self._paused_until = -math.inf
             self._next_retire = -math.inf
+
+
+def _take_free(slots: collections.deque[float], now: float, cost: int) -> list[float]:
+    """Pop up to *cost* free slots from the front (lock held); stop at a busy one."""
+    taken: list[float] = []
+    while len(taken) < cost:
+        try:
+            free_at = slots.popleft()
+        except IndexError:
+            break
+        if free_at > now:
+            slots.appendleft(free_at)
+            break
+        taken.append(free_at)
+    return taken
 
 
 def _reorder_front(slots: collections.deque[float]) -> None:
@@ -572,20 +632,7 @@ def _async_shell(fn: Callable[..., Any], limiter: RateLimiter) -> Callable[..., 
     cost_of = limiter.cost_of
     pause_for = limiter.pause_for
     if limiter.config.storage is None and limiter.config.cost is None:
-        # The common case, in-process and unweighted: admitted at once, it is
-        # one call to the window.
-        admit = limiter.local.acquire_one
-
-        async def limited_here(*args: Any, **kwargs: Any) -> Any:
-            if admit():
-                await acquire(1)
-            try:
-                return await afn(*args, **kwargs)
-            except Exception as error:
-                pause_for(error)
-                raise
-
-        return limited_here
+        return limiter.local.guard_async(afn, acquire, pause_for)
 
     async def limited(*args: Any, **kwargs: Any) -> Any:
         await acquire(cost_of(args, kwargs))

@@ -30,7 +30,7 @@ from resilient_nodes._ratelimit import LocalWindow, RateLimiter, wrap_rate_limit
 from resilient_nodes._tokens import CancelToken, publish_thread_token
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
 _keys = itertools.count()
 
@@ -84,29 +84,41 @@ class StampingClock:
         return float(self._local.last)
 
 
+class CountingSlots(collections.deque[float]):
+    """A window's slots that count the ones taken.
+
+    Every admission, whichever way it goes (the fast way, the slow way, or
+    `LocalWindow.guard_async`'s inline copy of the fast way), adds the slots
+    it takes at the back, and nothing else does.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.taken = 0
+        self._count_lock = threading.Lock()
+
+    def append(self, free_at: float) -> None:
+        with self._count_lock:
+            self.taken += 1
+        super().append(free_at)
+
+    def extend(self, free_at: Iterable[float]) -> None:
+        items = list(free_at)
+        with self._count_lock:
+            self.taken += len(items)
+        super().extend(items)
+
+
 class CountingWindow(LocalWindow):
     """A window that counts what it admitted (in cost units), for "consumes nothing"."""
 
     def __init__(self, limit: int, per: float, clock: Callable[[], float]) -> None:
         super().__init__(limit, per, clock)
-        self.taken = 0
-        self._count_lock = threading.Lock()
+        self._slots = self.slots = CountingSlots()
 
-    def acquire_one(self) -> float:
-        wait = super().acquire_one()
-        if wait <= 0:
-            with self._count_lock:
-                self.taken += 1
-        return wait
-
-    def acquire(self, cost: int) -> float:
-        if cost == 1:
-            return self.acquire_one()
-        wait = super().acquire(cost)
-        if wait <= 0:
-            with self._count_lock:
-                self.taken += cost
-        return wait
+    @property
+    def taken(self) -> int:
+        return self.slots.taken
 
 
 def _limiter(
