@@ -40,9 +40,9 @@ The in-process window (`LocalWindow`) is our own exact moving window rather
 than ``limits``' memory storage: that one costs 8 to 13 µs per admission
 (measured), 4 to 6 times the peers this layer is held to, takes a lock per
 admission and reads the wall clock with no way to inject one for tests. Ours
-admits without a lock (see `LocalWindow`: 0.45-0.49x the overhead of LangChain's
-``InMemoryRateLimiter``, which takes one, over several runs; with a lock it was
-1.00-1.07x). The shared
+admits without a lock (see `LocalWindow`): 0.40x the success overhead of
+LangChain's ``InMemoryRateLimiter``, which takes one, in the full benchmark run;
+with a lock it was 1.00-1.07x. The shared
 window is ``limits``' own moving window, so both have the same semantics.
 """
 
