@@ -42,8 +42,8 @@ than ``limits``' memory storage: that one costs 8 to 13 µs per admission
 admission and reads the wall clock with no way to inject one for tests. Ours
 admits without a lock (see `LocalWindow`): 0.40x the success overhead of
 LangChain's ``InMemoryRateLimiter``, which takes one, in the full benchmark run;
-with a lock it was 1.00-1.07x. The shared
-window is ``limits``' own moving window, so both have the same semantics.
+with a lock it was 1.00-1.07x. The shared window is ``limits``' own moving
+window, so both have the same semantics.
 """
 
 from __future__ import annotations
