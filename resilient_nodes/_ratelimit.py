@@ -112,7 +112,7 @@ class LocalWindow:
     this caller's alone, whatever other threads do. Free, it goes to the back,
     busy until ``now + per``. Busy (the window is full, or traffic grows past the
     slots in circulation), the admission goes the slow way, under a lock: the slot
-    goes back to the front and one is taken from the count if any is left, with
+    goes back in its place and one is taken from the count if any is left, with
     an eighth more brought into circulation, free, so that the next calls go the
     fast way again. If none is left, the front is put back in order (racing
     callers may have put back theirs in any order) and the call is told how long
@@ -227,7 +227,8 @@ class LocalWindow:
     ) -> float:
         """The slow way: *cost* slots, free ones from the front, the rest from the count.
 
-        *held* is a busy slot the caller took from the front; it goes back first.
+        *held* is a busy slot the caller took from the front; it goes back first,
+        in its place (behind any free slots brought in meanwhile).
         The clock is read again under the lock: a reading from before waiting for
         it could make a slot that has freed since look busy.
         """
@@ -237,7 +238,7 @@ class LocalWindow:
                 held = None
             now = self._clock()
             if held is not None:
-                slots.appendleft(held)
+                _put_back(slots, held)
             taken = _take_free(slots, now, cost)
             if cost - len(taken) > self._unused:
                 # Racing callers may have put back a busy slot before a free one:
@@ -321,6 +322,27 @@ def _take_free(slots: collections.deque[float], now: float, cost: int) -> list[f
             break
         taken.append(free_at)
     return taken
+
+
+def _put_back(slots: collections.deque[float], held: float) -> None:
+    """Put a slot back among the others in order of the times they free (lock held).
+
+    Not simply at the front: while its caller waited for the lock, another may
+    have brought free slots in there, and a busy slot before them would hide
+    them. A binary search over the deque (in order, but for what racing callers
+    take from its front meanwhile, which can only shift the place by a few).
+    """
+    low, high = 0, len(slots)
+    try:
+        while low < high:
+            middle = (low + high) // 2
+            if slots[middle] < held:
+                low = middle + 1
+            else:
+                high = middle
+    except IndexError:  # the front was taken from meanwhile
+        low = min(low, len(slots))
+    slots.insert(low, held)
 
 
 def _reorder_front(slots: collections.deque[float]) -> None:

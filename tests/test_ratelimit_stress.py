@@ -184,22 +184,44 @@ def test_the_checker_catches_a_window_that_looks_then_takes() -> None:
     assert over_limit(admitted, 5, PER) > 0
 
 
-def test_racing_threads_never_exceed_the_window() -> None:
+@pytest.mark.parametrize("limit", [5, 200])
+def test_racing_threads_never_exceed_the_window(limit: int) -> None:
     """8 threads, 3,000 tries each, switching every few bytecodes: never over the limit.
 
     And no slot is lost or made twice: afterwards the window still has exactly
     ``limit`` slots, and once they are all free a single caller gets them all.
+    (With 200, slots come into circulation an eighth at a time while racing.)
     """
     ticks = itertools.count()
     clock = StampingClock(lambda: next(ticks) / 1024)
-    window = LocalWindow(5, PER, clock)
+    window = LocalWindow(limit, PER, clock)
     admitted = _race(window, clock, threads=8, tries=3_000)
-    assert over_limit(admitted, 5, PER) == 0
+    assert over_limit(admitted, limit, PER) == 0
     assert len(admitted) > 1_000
-    assert window.held() + window.unused() == 5
+    assert window.held() + window.unused() == limit
     for _ in range(64):  # a window's worth of readings later, every slot is free
         clock()
-    assert window.acquire(5) == 0.0
+    assert window.acquire(limit) == 0.0
+
+
+def test_a_busy_slot_put_back_late_goes_behind_free_ones() -> None:
+    """A caller that took a busy slot and then waited for the lock puts it back in order.
+
+    Meanwhile another caller found the count nearly spent and brought the rest
+    in, free, at the front; the busy slot must not land in front of them.
+    """
+    now = [1.0]
+    window = LocalWindow(247, 60.0, lambda: now[0])
+    while window.held() < 200 or window.used() < window.held():  # busy until 61 s
+        assert window.acquire_one() == 0.0
+    assert (window.held(), window.unused()) == (221, 26)
+    now[0] = 10.0
+    held = window._slots.popleft()  # caller A, fast way: a busy slot
+    assert window.acquire_one() == 0.0  # caller B, slow way: 26 more come in
+    assert window._acquire(window._slots, 1, held) == 0.0  # A, under the lock now
+    assert window.unused() == 0
+    assert window.acquire(24) == 0.0  # the 24 free ones are all at the front
+    assert window.acquire(1) == pytest.approx(51.0)
 
 
 def test_callers_polling_a_full_window_leave_its_slots_in_order() -> None:
@@ -427,6 +449,29 @@ def test_the_window_is_an_exact_moving_window(limit: int, steps: list[tuple[str,
         elif value <= limit:
             assert window.acquire(value) == pytest.approx(model.acquire(now[0], value))
     assert window.used() == sum(1 for stamp in model.stamps if stamp > now[0] - 1.0)
+
+
+@pytest.mark.anyio
+async def test_slots_long_free_are_returned_through_the_async_wrapper() -> None:
+    """The async wrapper's inline admission returns long-free slots too."""
+    now = [0.0]
+    config = RateLimitConfig(limit=5_000, per=1.0, key=f"stress-{next(_keys)}")
+    limiter = RateLimiter("shrink", config, clock=lambda: now[0])
+
+    async def work() -> None:
+        return None
+
+    limited = wrap_rate_limit(work, limiter)
+    for i in range(5_000):
+        now[0] = i * 1e-4
+        await limited()
+    assert (limiter.local.held(), limiter.local.unused()) == (5_000, 0)
+    now[0] = 20.0
+    for _ in range(200):
+        now[0] += 0.3
+        await limited()
+    assert limiter.local.held() < 500
+    assert limiter.local.held() + limiter.local.unused() == 5_000
 
 
 @pytest.mark.parametrize("cost", [1, 7])
