@@ -221,6 +221,50 @@ async def test_retry_after_pauses_the_key() -> None:
 
 
 @pytest.mark.anyio
+async def test_weighted_async_shell_pauses_the_key_too() -> None:
+    """The weighted shell (not the inline one) also reads a Retry-After."""
+    key = fresh_key()
+
+    async def work(text: str) -> str:
+        raise TooManyRequestsError(retry_after=30)
+
+    limited: Any = Policy.rate_limit(100, key=key, cost=len, max_wait=0).wrap(work, name="w")
+    with pytest.raises(TooManyRequestsError):
+        await limited("abc")
+    with pytest.raises(NodeRateLimitedError) as caught:
+        await limited("abc")
+    assert caught.value.retry_after == pytest.approx(30, abs=1)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sync_shells_pause_the_key_and_refuse_oversized_costs(weighted: bool) -> None:
+    """Both sync shells (plain and weighted) read a Retry-After; a cost above the limit never runs."""
+    key = fresh_key()
+    cost = {"cost": lambda size: size} if weighted else {}
+
+    def work(size: int) -> int:
+        raise TooManyRequestsError(retry_after=30)
+
+    limited: Any = Policy.rate_limit(10, key=key, max_wait=0, **cost).wrap(work, name="s")
+    with pytest.raises(TooManyRequestsError):
+        limited(1)
+    with pytest.raises(NodeRateLimitedError) as caught:
+        limited(1)
+    assert caught.value.retry_after == pytest.approx(30, abs=1)
+    if weighted:
+        with pytest.raises(NodeRateLimitedError, match="exceeds the whole limit"):
+            limited(11)
+
+
+def test_only_a_dependency_s_error_pauses_the_key() -> None:
+    """Our own refusals and control flow carry no Retry-After of the dependency's."""
+    limiter = _limiter(10, 1)
+    limiter.pause_for(KeyboardInterrupt())
+    limiter.pause_for(NodeRateLimitedError(10, 1.0, key="k", retry_after=30, reason="r", node="n"))
+    assert limiter.local.acquire(1) == 0.0
+
+
+@pytest.mark.anyio
 async def test_nodes_naming_one_key_share_the_window() -> None:
     """Two nodes with the same key and limit draw on one window in the process."""
     key = fresh_key()

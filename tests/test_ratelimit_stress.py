@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from resilient_nodes import NodeCancellationError, NodeRateLimitedError
 from resilient_nodes._config import RateLimitConfig
-from resilient_nodes._ratelimit import LocalWindow, RateLimiter, wrap_rate_limit
+from resilient_nodes._ratelimit import LocalWindow, RateLimiter, _put_back, wrap_rate_limit
 from resilient_nodes._tokens import CancelToken, publish_thread_token
 
 if TYPE_CHECKING:
@@ -449,6 +449,33 @@ def test_the_window_is_an_exact_moving_window(limit: int, steps: list[tuple[str,
         elif value <= limit:
             assert window.acquire(value) == pytest.approx(model.acquire(now[0], value))
     assert window.used() == sum(1 for stamp in model.stamps if stamp > now[0] - 1.0)
+
+
+def test_a_wait_is_worked_out_only_with_the_front_in_order() -> None:
+    """Slots out of order at the front (racing put-backs): ordered, a free one is found."""
+    now = [0.0]
+    window = LocalWindow(2, 60.0, lambda: now[0])
+    window.acquire_one()  # frees at 60
+    now[0] = 50.0
+    window.acquire_one()  # frees at 110
+    now[0] = 61.0
+    window._slots.reverse()  # as racing callers could have left it: [110, 60]
+    assert window._acquire(window._slots, 1) == 0.0
+    assert list(window._slots) == [110.0, 121.0]
+
+
+def test_a_put_back_survives_the_front_being_taken_meanwhile() -> None:
+    """The binary search may find the deque shorter than it was: the slot still goes in."""
+
+    class TakenFrom(collections.deque[float]):
+        def __getitem__(self, index: Any) -> Any:
+            if len(self) == 3:
+                self.popleft()  # another caller takes the front slot right now
+            return super().__getitem__(index)
+
+    slots = TakenFrom([1.0, 2.0, 3.0])
+    _put_back(slots, 4.0)
+    assert sorted(slots) == [2.0, 3.0, 4.0]
 
 
 @pytest.mark.anyio
