@@ -306,7 +306,7 @@ class RateLimitConfig:
 
     Attributes:
         limit: Calls, or cost units, per period (>= 1).
-        per: The period, in seconds (a moving window of this length). With a
+        per: The period, in seconds (>= 0.001; a moving window of this length). With a
             shared storage, a whole number of seconds (the ``limits`` library
             counts Redis windows in seconds).
         cost: A callable of the call's arguments giving its weight (an int >= 0,
@@ -323,7 +323,11 @@ class RateLimitConfig:
 
     limit: int = attrs.field(validator=_integer(1, 10**12))
     per: float = attrs.field(
-        default=1.0, converter=seconds_field, validator=number(gt=0.0, duration=True)
+        # Shorter, a stamp plus the window can round to the stamp itself at a
+        # clock of days, and no limit would hold.
+        default=1.0,
+        converter=seconds_field,
+        validator=number(ge=0.001, duration=True),
     )
     cost: Callable[..., Any] | None = attrs.field(
         default=None, validator=_optional_callable, metadata=_LOCAL

@@ -211,3 +211,11 @@ def test_rate_limit_names_must_be_non_empty_strings(value: object, shown: str) -
         assert caught.value.problems == (
             (field, f"must be a non-empty string or None, got {shown}"),
         )
+
+
+def test_a_rate_limit_period_under_a_millisecond_is_refused() -> None:
+    """A window shorter than the clock's precision at large values would hold nothing."""
+    assert RateLimitConfig(limit=1, per=0.001).per == 0.001
+    with pytest.raises(ConfigError) as caught:
+        RateLimitConfig(limit=1, per=1e-4)
+    assert caught.value.problems == (("per", "must be >= 0.001, got 0.0001"),)
