@@ -114,10 +114,11 @@ class LocalWindow:
     slots in circulation), the admission goes the slow way, under a lock: the slot
     goes back in its place and one is taken from the count if any is left, with
     an eighth more brought into circulation, free, so that the next calls go the
-    fast way again. If none is left, the front is put back in order (racing
-    callers may have put back theirs in any order) and the call is told how long
-    to wait. A race can only hide a slot from a caller while another thread holds
-    it, so that it waits a little longer; never admit one unit too many.
+    fast way again. If none is left, the front is put back in order (threads
+    appending or putting back at the same moment can leave a few slots slightly
+    out of it) and the call is told how long to wait. A race can only hide a
+    slot from a caller while another thread holds it, so that it waits a little
+    longer; never admit one unit too many.
 
     Once per window an admission also returns slots that have been free for
     `_IDLE_WINDOWS` windows (traffic fell) to the count, up to `_RETIRE_BATCH` at
@@ -348,8 +349,9 @@ def _put_back(slots: collections.deque[float], held: float) -> None:
 def _reorder_front(slots: collections.deque[float]) -> None:
     """Put the front slots back in order of the times they free (lock held).
 
-    Callers that took a busy slot each put theirs back at the front, in whatever
-    order their threads ran; only a few can be out of order, and only there.
+    A safety net before a wait is worked out: a put-back whose binary search
+    met a shifting deque, or appends from threads that read the clock in one
+    order and appended in the other, leave a few slots slightly out of order.
     """
     front: list[float] = []
     for _ in range(_REORDER_DEPTH):
