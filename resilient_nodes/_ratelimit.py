@@ -264,17 +264,7 @@ class LocalWindow:
 
     def _retire(self, slots: collections.deque[float], now: float) -> None:
         """Return long-free slots to the count: a batch, then again in a window."""
-        horizon = now - self.per * _IDLE_WINDOWS
-        retired = 0
-        while retired < _RETIRE_BATCH:
-            try:
-                free_at = slots.popleft()
-            except IndexError:
-                break
-            if free_at > horizon:
-                slots.appendleft(free_at)
-                break
-            retired += 1
+        retired = len(_take_free(slots, now - self.per * _IDLE_WINDOWS, _RETIRE_BATCH))
         # A full batch may have left more behind it: the next admission goes on.
         self._next_retire = now if retired == _RETIRE_BATCH else now + self.per
         if retired:
@@ -311,7 +301,7 @@ class LocalWindow:
 
 
 def _take_free(slots: collections.deque[float], now: float, cost: int) -> list[float]:
-    """Pop up to *cost* free slots from the front (lock held); stop at a busy one."""
+    """Pop up to *cost* slots free by *now* from the front; stop at one that is not."""
     taken: list[float] = []
     while len(taken) < cost:
         try:
