@@ -663,19 +663,6 @@ def _sync_shell(fn: Callable[..., Any], limiter: RateLimiter) -> Callable[..., A
     acquire = limiter.acquire_sync
     cost_of = limiter.cost_of
     pause_for = limiter.pause_for
-    if limiter.config.storage is None and limiter.config.cost is None:
-        admit = limiter.local.acquire_one
-
-        def limited_here(*args: Any, **kwargs: Any) -> Any:
-            if admit():
-                acquire(1)
-            try:
-                return fn(*args, **kwargs)
-            except Exception as error:
-                pause_for(error)
-                raise
-
-        return limited_here
 
     def limited(*args: Any, **kwargs: Any) -> Any:
         acquire(cost_of(args, kwargs))

@@ -237,8 +237,8 @@ async def test_weighted_async_shell_pauses_the_key_too() -> None:
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-def test_sync_shells_pause_the_key_and_refuse_oversized_costs(weighted: bool) -> None:
-    """Both sync shells (plain and weighted) read a Retry-After; a cost above the limit never runs."""
+def test_sync_nodes_pause_the_key_and_refuse_oversized_costs(weighted: bool) -> None:
+    """A sync node, plain or weighted, reads a Retry-After; a cost above the limit never runs."""
     key = fresh_key()
     cost = {"cost": lambda size: size} if weighted else {}
 
