@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 import structlog
+from redis_fixtures import RedisServer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def quiet_logs() -> None:
@@ -35,3 +41,10 @@ def _logs_stay_quiet() -> None:
 def anyio_backend(request: pytest.FixtureRequest) -> tuple[str, dict[str, object]]:
     """Run each ``@pytest.mark.anyio`` test on both backends."""
     return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    """One redis-server (free port, stopped by PID) for a module's tests that do not break it."""
+    with RedisServer() as running:
+        yield running

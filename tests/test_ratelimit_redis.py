@@ -8,7 +8,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 import pytest
@@ -18,19 +18,9 @@ from structlog.testing import capture_logs
 from resilient_nodes import NodeRateLimitedError, Policy
 from resilient_nodes._logging import LogEvent
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
-
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 pytestmark = pytest.mark.redis
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    """One redis-server for the module's tests that do not break it."""
-    with RedisServer() as running:
-        yield running
 
 
 @pytest.fixture

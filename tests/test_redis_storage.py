@@ -41,13 +41,6 @@ THREAD_PREFIX = "resilient_nodes-redis"
 # --- fixtures and helpers --------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    """One redis-server for the module's tests that do not break it."""
-    with RedisServer() as running:
-        yield running
-
-
 @pytest.fixture
 def prefix() -> str:
     """A fresh key prefix, so tests sharing the server never see each other's keys."""
