@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 
-from resilient_nodes import _threads
+from resilient_nodes import _sanitize, _threads
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -29,6 +29,19 @@ def trio_cancelled() -> BaseException:
 
     trio.run(main)
     return caught[0]
+
+
+def spy_on_redaction(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The lengths of the texts handed to the redaction patterns from now on."""
+    seen: list[int] = []
+    redact = _sanitize._redact
+
+    def spy(text: str, cut: int, *, keep_head: bool) -> tuple[str, int]:
+        seen.append(len(text))
+        return redact(text, cut, keep_head=keep_head)
+
+    monkeypatch.setattr(_sanitize, "_redact", spy)
+    return seen
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 import pytest
+from _helpers import spy_on_redaction
 
-from resilient_nodes import _sanitize as sanitize_module
 from resilient_nodes import create_node
 from resilient_nodes._records import MAX_MESSAGE_LENGTH, create_node_error
 from resilient_nodes._sanitize import CUT_CONTEXT
@@ -58,14 +58,7 @@ async def test_an_async_node_failing_with_a_huge_message_does_not_block_the_loop
 
 def test_recording_redacts_a_bounded_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only the kept part of a 1 MB message (plus CUT_CONTEXT) is handed to the patterns."""
-    seen: list[int] = []
-    redact = sanitize_module._redact
-
-    def spy(text: str, cut: int, *, keep_head: bool) -> tuple[str, int]:
-        seen.append(len(text))
-        return redact(text, cut, keep_head=keep_head)
-
-    monkeypatch.setattr(sanitize_module, "_redact", spy)
+    seen = spy_on_redaction(monkeypatch)
     create_node_error(_raised(ValueError("a-" * 500_000)), node="n")
     assert seen
     assert max(seen) <= 4000 + CUT_CONTEXT

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import cattrs
 import pytest
+from _helpers import spy_on_redaction
 
-from resilient_nodes import _sanitize as sanitize_module
 from resilient_nodes._sanitize import (
     CUT_CONTEXT,
     error_text,
@@ -407,14 +407,7 @@ def test_a_key_cut_off_its_header_is_still_redacted() -> None:
 
 def test_redacting_a_cut_text_reads_a_bounded_window(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only the kept part and CUT_CONTEXT characters beside it are handed to the patterns."""
-    seen: list[int] = []
-    redact = sanitize_module._redact
-
-    def spy(text: str, cut: int, *, keep_head: bool) -> tuple[str, int]:
-        seen.append(len(text))
-        return redact(text, cut, keep_head=keep_head)
-
-    monkeypatch.setattr(sanitize_module, "_redact", spy)
+    seen = spy_on_redaction(monkeypatch)
     huge = "a-" * 500_000
     redacted_head(huge, 300)
     redacted_tail(huge, 300)
