@@ -96,6 +96,19 @@ def _vs_peer(groups: Groups, group: str, ours: str, peer: str) -> str:
     return f"{_over(groups, group, ours)} vs {_over(groups, group, peer)}"
 
 
+def peer_target(
+    groups: Groups, name: str, group: str, ours: str, peer: str, *, bar: float, fmt: str = "{:.3f}x"
+) -> dict[str, Any]:
+    """A target on our overhead over a peer's, both timed in *group*."""
+    return target(
+        name,
+        overhead_ratio(groups, group, ours, peer),
+        bar,
+        fmt,
+        _vs_peer(groups, group, ours, peer),
+    )
+
+
 def evaluate(
     groups: Groups,
     late: dict[str, dict[str, float]] | None,
@@ -111,22 +124,24 @@ def evaluate(
     t: list[dict[str, Any]] = []
     if "success" in groups:
         t.append(
-            target(
+            peer_target(
+                groups,
                 "full pipeline success overhead / naive stack's",
-                overhead_ratio(groups, "success", "pipeline_ours", "pipeline_naive"),
-                0.15,
-                "{:.3f}x",
-                _vs_peer(groups, "success", "pipeline_ours", "pipeline_naive"),
+                "success",
+                "pipeline_ours",
+                "pipeline_naive",
+                bar=0.15,
             )
         )
     if "node" in groups:
         t.append(
-            target(
+            peer_target(
+                groups,
                 "full node success overhead / naive stack's",
-                overhead_ratio(groups, "node", "node_ours", "node_naive"),
-                0.20,
-                "{:.3f}x",
-                _vs_peer(groups, "node", "node_ours", "node_naive"),
+                "node",
+                "node_ours",
+                "node_naive",
+                bar=0.20,
             )
         )
     if "success" in groups:
@@ -141,42 +156,46 @@ def evaluate(
         )
     if "failure" in groups:
         t.append(
-            target(
+            peer_target(
+                groups,
                 "retry failure-path overhead / tenacity's",
-                overhead_ratio(groups, "failure", "fail_retry_ours", "fail_retry_tenacity"),
-                0.25,
-                "{:.3f}x",
-                _vs_peer(groups, "failure", "fail_retry_ours", "fail_retry_tenacity"),
+                "failure",
+                "fail_retry_ours",
+                "fail_retry_tenacity",
+                bar=0.25,
             )
         )
     if "success" in groups:
         t.append(
-            target(
+            peer_target(
+                groups,
                 "breaker success overhead / pybreaker calling()'s",
-                overhead_ratio(groups, "success", "breaker_ours", "breaker_pybreaker"),
-                0.5,
-                "{:.3f}x",
-                _vs_peer(groups, "success", "breaker_ours", "breaker_pybreaker"),
+                "success",
+                "breaker_ours",
+                "breaker_pybreaker",
+                bar=0.5,
             )
         )
     if "rejection" in groups:
         t.append(
-            target(
+            peer_target(
+                groups,
                 "breaker rejection overhead / pybreaker's",
-                overhead_ratio(groups, "rejection", "reject_ours", "reject_pybreaker"),
-                0.3,
-                "{:.3f}x",
-                _vs_peer(groups, "rejection", "reject_ours", "reject_pybreaker"),
+                "rejection",
+                "reject_ours",
+                "reject_pybreaker",
+                bar=0.3,
             )
         )
     if "success" in groups:
         t.append(
-            target(
+            peer_target(
+                groups,
                 "timeout success overhead / anyio.fail_after's",
-                overhead_ratio(groups, "success", "timeout_ours", "timeout_fail_after"),
-                0.7,
-                "{:.3f}x",
-                _vs_peer(groups, "success", "timeout_ours", "timeout_fail_after"),
+                "success",
+                "timeout_ours",
+                "timeout_fail_after",
+                bar=0.7,
             )
         )
     if late is not None:
@@ -231,12 +250,14 @@ def _llm(groups: Groups, llm: dict[str, Any] | None) -> list[dict[str, Any]]:
     rows = []
     if "llm_fallback" in groups:
         rows.append(
-            target(
+            peer_target(
+                groups,
                 "fallback success overhead / LangChain `with_fallbacks`'",
-                overhead_ratio(groups, "llm_fallback", "fallback_ours", "fallback_langchain"),
-                0.1,
-                "{:.4f}x",
-                _vs_peer(groups, "llm_fallback", "fallback_ours", "fallback_langchain"),
+                "llm_fallback",
+                "fallback_ours",
+                "fallback_langchain",
+                bar=0.1,
+                fmt="{:.4f}x",
             )
         )
     for kind, what in (("yielding", "items yield to the loop"), ("ready", "items ready")):
@@ -244,12 +265,13 @@ def _llm(groups: Groups, llm: dict[str, Any] | None) -> list[dict[str, Any]]:
         if group in groups:
             ours, peer = f"stream_{kind}_ours", f"stream_{kind}_fail_after"
             rows.append(
-                target(
+                peer_target(
+                    groups,
                     f"stream per-item overhead / hand-written `fail_after`'s ({what})",
-                    overhead_ratio(groups, group, ours, peer),
-                    0.5,
-                    "{:.3f}x",
-                    _vs_peer(groups, group, ours, peer),
+                    group,
+                    ours,
+                    peer,
+                    bar=0.5,
                 )
             )
     if llm is not None:
@@ -342,26 +364,29 @@ def _scale(scale: list[dict[str, Any]], small_n: int, large_n: int) -> list[dict
 def _load(groups: Groups) -> list[dict[str, Any]]:
     """Load control: each layer's admitted-call overhead against its peers."""
     return [
-        target(
+        peer_target(
+            groups,
             "bulkhead success overhead / bare anyio.CapacityLimiter's",
-            overhead_ratio(groups, "load", "bulkhead_ours", "bulkhead_limiter"),
-            1.5,
-            "{:.3f}x",
-            _vs_peer(groups, "load", "bulkhead_ours", "bulkhead_limiter"),
+            "load",
+            "bulkhead_ours",
+            "bulkhead_limiter",
+            bar=1.5,
         ),
-        target(
+        peer_target(
+            groups,
             "in-process rate limit success overhead / LangChain InMemoryRateLimiter's",
-            overhead_ratio(groups, "load", "rate_limit_ours", "rate_limit_langchain"),
-            0.5,
-            "{:.3f}x",
-            _vs_peer(groups, "load", "rate_limit_ours", "rate_limit_langchain"),
+            "load",
+            "rate_limit_ours",
+            "rate_limit_langchain",
+            bar=0.5,
         ),
-        target(
+        peer_target(
+            groups,
             "in-process rate limit success overhead / aiolimiter's",
-            overhead_ratio(groups, "load", "rate_limit_ours", "rate_limit_aiolimiter"),
-            1.5,
-            "{:.3f}x",
-            _vs_peer(groups, "load", "rate_limit_ours", "rate_limit_aiolimiter"),
+            "load",
+            "rate_limit_ours",
+            "rate_limit_aiolimiter",
+            bar=1.5,
         ),
     ]
 
